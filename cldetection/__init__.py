@@ -1,0 +1,18 @@
+"""cldetection: cephalometric landmark detection (CL-Detection 2023) as a plugin for stock MMPose.
+
+Importing the package applies the stack's compatibility fixes (``cldetection.compat``) and registers our
+dataset, metric, transforms and hooks into MMPose's registries, so configs reach everything with::
+
+    custom_imports = dict(imports=['cldetection'], allow_failed_imports=False)
+"""
+from . import compat
+
+compat.apply()
+
+from .dataset import CephalometricDataset  # noqa: E402  (registration needs compat applied first)
+from .metric import CephalometricMetric  # noqa: E402
+from .transforms import PackCephalometricInputs, RandomXRayIntensity  # noqa: E402
+
+__version__ = '0.1.0'
+__all__ = ['CephalometricDataset', 'CephalometricMetric', 'PackCephalometricInputs', 'RandomXRayIntensity',
+           '__version__']

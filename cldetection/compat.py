@@ -1,0 +1,108 @@
+"""Workarounds for the known incompatibilities of our pinned stack, in one place.
+
+Applied once, by ``import cldetection`` (see ``cldetection/__init__.py``); nothing else in the project patches
+anything. Each fix is a no-op where the problem it works around does not exist, so the module is safe to keep
+when the pins move. Targets (see requirements.lock): torch 2.13.0, mmengine 0.10.7, mmcv-lite 2.1.0,
+mmpose 1.3.2, no torchvision.
+
+1. ``mmcv.ops`` is missing from mmcv-lite (it has no compiled ``mmcv._ext``). MMPose 1.3.2 imports
+   ``MultiScaleDeformableAttention`` from it at module level in its EDPose / RTMO transformer heads, which
+   ``mmpose.models`` imports eagerly although no cldetection model uses them. We register a stand-in
+   ``mmcv.ops`` that offers that one name as a class which raises on construction; any other name raises
+   ``ImportError`` exactly as a missing op would, so the optional imports in MMEngine
+   (``SyncBatchNorm``, ``DeformConv2d``) keep taking their "not available" branch.
+2. torchvision is not installed (its PyPI build pulls CUDA and breaks MMEngine's environment collection).
+   MMPose 1.3.2 imports it only in ``mmpose/visualization/simcc_vis.py`` (a SimCC heatmap debug drawer we do
+   not use), which ``PoseLocalVisualizer`` imports eagerly. We pre-register that one module with a stand-in
+   ``SimCCVisualizer`` that raises if used. We do not fake torchvision itself.
+3. torch >= 2.6 loads checkpoints with ``weights_only=True``. MMEngine 0.10.7 calls ``torch.load`` without the
+   argument, and its checkpoints carry a few non-tensor globals (the message hub's ``HistoryBuffer``, numpy
+   scalars and arrays in the log buffers). We add exactly those to torch's safe-globals allow-list, so
+   loading stays ``weights_only=True`` (no arbitrary code runs from a checkpoint) and resuming works. We do
+   not set the process-wide ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` switch.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from typing import Any
+
+_APPLIED = False
+
+
+class _UnavailableOp:
+    """Stand-in for a compiled mmcv op: importable, but fails loudly when used."""
+
+    _name = 'mmcv op'
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise ImportError(f'{self._name} needs the full mmcv build with compiled ops (mmcv._ext); '
+                          'cldetection installs mmcv-lite, which has none.')
+
+
+def _install_mmcv_ops_stub() -> bool:
+    """Register a stand-in ``mmcv.ops`` when mmcv-lite (no ``mmcv._ext``) is installed."""
+    if 'mmcv.ops' in sys.modules or importlib.util.find_spec('mmcv') is None:
+        return False
+    if importlib.util.find_spec('mmcv._ext') is not None:  # full mmcv: the real ops import fine
+        return False
+    stub = types.ModuleType('mmcv.ops')
+    stub.__doc__ = 'cldetection.compat stand-in: mmcv-lite ships no compiled ops.'
+    stub.MultiScaleDeformableAttention = type(
+        'MultiScaleDeformableAttention', (_UnavailableOp,), {'_name': 'MultiScaleDeformableAttention'})
+
+    def __getattr__(name: str) -> Any:  # any other op: behave like a missing name -> ImportError
+        raise AttributeError(f'mmcv.ops.{name} is unavailable in mmcv-lite')
+
+    stub.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    import mmcv
+    sys.modules['mmcv.ops'] = stub
+    mmcv.ops = stub  # type: ignore[attr-defined]
+    return True
+
+
+def _install_simcc_vis_stub() -> bool:
+    """Pre-register ``mmpose.visualization.simcc_vis`` when torchvision is absent."""
+    name = 'mmpose.visualization.simcc_vis'
+    if name in sys.modules or importlib.util.find_spec('torchvision') is not None:
+        return False
+    stub = types.ModuleType(name)
+    stub.SimCCVisualizer = type('SimCCVisualizer', (_UnavailableOp,), {  # type: ignore[attr-defined]
+        '_name': 'SimCCVisualizer (needs torchvision)'})
+    sys.modules[name] = stub
+    return True
+
+
+def checkpoint_safe_globals() -> list:
+    """The non-tensor globals that MMEngine 0.10.7 checkpoints written by our runs contain."""
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    allowed: list = [HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct,
+                     np.core.multiarray.scalar]
+    # numpy >= 1.25 pickles dtypes as instances of their per-type classes (np.dtypes.Float64DType, ...).
+    dtypes_mod = getattr(np, 'dtypes', None)
+    if dtypes_mod is not None:
+        allowed += [getattr(dtypes_mod, n) for n in dir(dtypes_mod) if n.endswith('DType')]
+    return allowed
+
+
+def _allow_checkpoint_globals() -> bool:
+    import torch
+    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
+    if add_safe_globals is None:  # torch < 2.4 has no weights_only default to satisfy
+        return False
+    add_safe_globals(checkpoint_safe_globals())
+    return True
+
+
+def apply() -> None:
+    """Apply every workaround once (idempotent). Must run before ``mmpose`` is imported."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _install_mmcv_ops_stub()
+    _install_simcc_vis_stub()
+    _allow_checkpoint_globals()
+    _APPLIED = True

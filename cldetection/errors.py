@@ -1,0 +1,38 @@
+"""The one exception type for bad user input, and the CLI wrapper that turns it into a one-line error."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, NoReturn, Sequence
+
+#: Exit status for bad input (argparse uses the same code for bad arguments).
+EXIT_BAD_INPUT = 2
+
+
+class InputError(Exception):
+    """Bad user input: the message names the file and the problem, in one line, without a traceback."""
+
+    def __init__(self, path: str | Path | None, problem: str) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f'{self.path}: {problem}' if self.path else problem)
+
+
+def fail(path: str | Path | None, problem: str) -> NoReturn:
+    raise InputError(path, problem)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run a step script's ``main``; an ``InputError`` becomes ``error: <file>: <problem>`` and exit 2."""
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s',
+                        datefmt='%H:%M:%S')
+    try:
+        code = main(argv)
+    except InputError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print('error: interrupted', file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
