@@ -1,0 +1,215 @@
+"""Step 2: turn a challenge stack + ground truth into an MMPose (COCO-style) dataset.
+
+Output layout (``OUT``)::
+
+    OUT/images/<z>.png              slice z (1-based), zero padding cropped (coordinates unchanged)
+    OUT/train.json, valid.json, test.json
+
+Each COCO ``image`` carries ``spacing`` (mm per pixel) for ``CephalometricDataset``; each image has one
+annotation with every landmark as ``[x, y, v]`` (v = 2 labelled, 0 missing), ``num_keypoints``, the whole
+image as ``bbox`` and its ``area``.
+
+Memory stays flat in the number of slices: slices are streamed from the stack one at a time and written
+straight to PNG. Nothing is ever deleted: a non-empty output folder is refused unless ``overwrite`` is set,
+and every file is written under a temporary name and renamed, so an interrupted run never leaves a
+complete-looking JSON or a half-written image.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .challenge_io import (LandmarkSet, crop_zero_padding, load_landmarks, read_stack_info, read_stack_slices,
+                           write_json_atomic)
+from .errors import fail
+from .landmarks import landmark_names
+
+logger = logging.getLogger(__name__)
+SPLITS: tuple[str, ...] = ('train', 'valid', 'test')
+DEFAULT_RATIOS: tuple[float, float, float] = (0.75, 0.125, 0.125)
+
+
+@dataclass
+class PreparedDataset:
+    """What step 2 wrote: the output folder, slice numbers per split, and the landmark count."""
+    output_dir: Path
+    splits: dict[str, list[int]]
+    num_landmarks: int
+    missing: dict[int, list[int]] = field(default_factory=dict)
+
+    def ann_file(self, split: str) -> Path:
+        return self.output_dir / f'{split}.json'
+
+
+# -------------------------------------------------------------------------------------------- splits
+def _counts_by_ratio(n: int, ratios: Sequence[float]) -> list[int]:
+    """Split sizes for ``n`` items: valid and test rounded, at least 1 each when their ratio > 0 and n >= 3."""
+    r_train, r_valid, r_test = ratios
+    n_valid, n_test = round(n * r_valid), round(n * r_test)
+    if n >= 3:
+        n_valid = max(n_valid, 1) if r_valid > 0 else 0
+        n_test = max(n_test, 1) if r_test > 0 else 0
+    n_train = n - n_valid - n_test
+    if n_train < 0 or (r_train > 0 and n_train == 0 and n >= 3):
+        n_train = max(n - n_valid - n_test, 1 if r_train > 0 else 0)
+        n_valid = min(n_valid, n - n_train - n_test)
+    return [n_train, n_valid, n - n_train - n_valid]
+
+
+def split_by_ratio(slices: Sequence[int], ratios: Sequence[float] = DEFAULT_RATIOS,
+                   seed: int = 0) -> dict[str, list[int]]:
+    """Shuffle ``slices`` with ``seed`` and cut them into train / valid / test by ``ratios``."""
+    order = list(np.random.default_rng(seed).permutation(list(slices)))
+    n_train, n_valid, _ = _counts_by_ratio(len(order), ratios)
+    parts = order[:n_train], order[n_train:n_train + n_valid], order[n_train + n_valid:]
+    return {name: sorted(int(z) for z in part) for name, part in zip(SPLITS, parts)}
+
+
+def kfold_assignment(slices: Sequence[int], folds: int, seed: int = 0) -> list[list[int]]:
+    """Partition ``slices`` into ``folds`` balanced folds after a seeded shuffle."""
+    order = np.random.default_rng(seed).permutation(list(slices))
+    return [sorted(int(z) for z in part) for part in np.array_split(order, folds)]
+
+
+def split_by_fold(slices: Sequence[int], folds: int, fold: int, seed: int = 0,
+                  valid_ratio: float = DEFAULT_RATIOS[1]) -> dict[str, list[int]]:
+    """K-fold cross-validation split: test = fold ``fold`` (0-based); valid = ``valid_ratio`` of all images,
+    drawn (seeded) from the other folds, so model selection never sees the test fold; train = the rest."""
+    assignment = kfold_assignment(slices, folds, seed)
+    test = assignment[fold]
+    rest = [z for i, part in enumerate(assignment) if i != fold for z in part]
+    n_valid = min(max(round(len(slices) * valid_ratio), 1 if valid_ratio > 0 else 0), max(len(rest) - 1, 0))
+    order = list(np.random.default_rng(seed + 1).permutation(rest))
+    return {'train': sorted(int(z) for z in order[n_valid:]), 'valid': sorted(int(z) for z in order[:n_valid]),
+            'test': list(test)}
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _compact(numbers: Sequence[int], limit: int = 12) -> str:
+    shown = ', '.join(str(n) for n in numbers[:limit])
+    return shown + (f', ... ({len(numbers)} in all)' if len(numbers) > limit else '')
+
+
+def _check_against_stack(gt: LandmarkSet, num_slices: int, allow_missing: bool) -> dict[int, list[int]]:
+    """Check the ground truth fits the stack; return the missing landmarks per slice (if allowed)."""
+    outside = [z for z in gt.slices if z > num_slices]
+    if outside:
+        z = outside[0]
+        fail(gt.path, f'landmark {min(gt.points[z])} has z = {z}, outside the stack of {num_slices} slices')
+    uncovered = [z for z in range(1, num_slices + 1) if z not in gt.points]
+    if uncovered:
+        fail(gt.path, f'the stack has {num_slices} slices but the ground truth covers slices '
+                      f'{gt.slices[0]}..{gt.slices[-1]} ({len(gt.slices)} slices); no points for slice(s) '
+                      f'{_compact(uncovered)}')
+    missing = gt.missing_landmarks()
+    if missing and not allow_missing:
+        listing = '; '.join(f'slice {z}: {_compact(names, 6)}' for z, names in list(missing.items())[:5])
+        more = f' (+{len(missing) - 5} more slices)' if len(missing) > 5 else ''
+        fail(gt.path, f'{len(missing)} image(s) miss landmarks of 1..{gt.num_landmarks}: {listing}{more}; '
+                      'use --allow-missing to keep them with visibility 0')
+    return missing
+
+
+def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        fail(output_dir, 'exists and is not a folder')
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        fail(output_dir, 'output folder is not empty; choose another or pass --overwrite '
+                         '(files step 2 writes are replaced, nothing is deleted)')
+
+
+def _write_png_atomic(image_rgb: np.ndarray, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.png', dir=path.parent)
+    os.close(fd)
+    try:
+        if not cv2.imwrite(tmp, np.ascontiguousarray(image_rgb[:, :, ::-1])):  # OpenCV writes BGR
+            fail(path, 'could not write the PNG (disk full or no permission?)')
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ---------------------------------------------------------------------------------------------- step 2
+def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, output_dir: str | Path, *,
+                         ratios: Sequence[float] = DEFAULT_RATIOS, seed: int = 0, folds: Optional[int] = None,
+                         fold: Optional[int] = None, overwrite: bool = False, allow_missing: bool = False,
+                         progress: bool = True) -> PreparedDataset:
+    """Write ``images/<z>.png`` and COCO-style ``train/valid/test.json`` for a challenge stack.
+
+    Args:
+        mha_file_path: the challenge stack (``.mha``, N slices of 3 x uint8).
+        train_gt_path: its ground truth (``train-gt.json`` layout, any number of landmarks).
+        output_dir: where to write; must be empty or absent unless ``overwrite``.
+        ratios: train / valid / test fractions for a random split (seeded by ``seed``).
+        folds, fold: k-fold cross-validation instead: test = fold ``fold`` (0-based) of ``folds``; valid is
+            ``ratios[1]`` of all images taken from the other folds.
+        overwrite: allow a non-empty output folder (our files are replaced; nothing is deleted).
+        allow_missing: keep images that lack some landmarks (those get visibility 0) instead of failing.
+    """
+    mha_file_path, train_gt_path, output_dir = Path(mha_file_path), Path(train_gt_path), Path(output_dir)
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or not np.isclose(sum(ratios), 1.0):
+        fail(None, f'--ratios must be three non-negative numbers summing to 1, got {list(ratios)}')
+    if (folds is None) != (fold is None):
+        fail(None, '--folds and --fold go together')
+    if folds is not None and (folds < 2 or not 0 <= fold < folds):
+        fail(None, f'--fold must be in 0..{folds - 1} and --folds >= 2 (got --folds {folds} --fold {fold})')
+
+    info = read_stack_info(mha_file_path)
+    gt = load_landmarks(train_gt_path, require_spacing=True)
+    missing = _check_against_stack(gt, info.num_slices, allow_missing)
+    num_landmarks = gt.num_landmarks
+    slices = list(range(1, info.num_slices + 1))
+    if folds is not None:
+        if folds > len(slices):
+            fail(None, f'--folds {folds} is more than the {len(slices)} images')
+        splits = split_by_fold(slices, folds, fold, seed, valid_ratio=ratios[1])
+    else:
+        splits = split_by_ratio(slices, ratios, seed)
+    _check_output_dir(output_dir, overwrite)
+    image_dir = output_dir / 'images'
+    image_dir.mkdir(parents=True, exist_ok=True)
+
+    split_of = {z: name for name, zs in splits.items() for z in zs}
+    documents = {name: {'images': [], 'annotations': []} for name in SPLITS}
+    for z, padded in tqdm(read_stack_slices(mha_file_path, info=info), total=info.num_slices,
+                          desc='step2: slices', unit='slice', disable=not progress):
+        image = crop_zero_padding(padded)
+        if not image.any():
+            fail(mha_file_path, f'slice {z} is empty (all zero)')
+        height, width = image.shape[:2]
+        _write_png_atomic(image, image_dir / f'{z}.png')
+        coords, visible = gt.as_array(z, num_landmarks)
+        outside = [k + 1 for k in range(num_landmarks) if visible[k] and not
+                   (0 <= coords[k, 0] < width and 0 <= coords[k, 1] < height)]
+        if outside:
+            logger.warning('%s: slice %d: landmark(s) %s lie outside the %dx%d image after cropping',
+                           train_gt_path, z, _compact(outside), width, height)
+        keypoints = np.concatenate([coords, 2 * visible[:, None]], axis=1)
+        doc = documents[split_of[z]]
+        doc['images'].append({'id': z, 'file_name': f'{z}.png', 'width': width, 'height': height,
+                              'spacing': gt.spacing[z]})
+        doc['annotations'].append({'id': z, 'image_id': z, 'category_id': 1, 'iscrowd': 0,
+                                   'keypoints': [float(v) for v in keypoints.reshape(-1)],
+                                   'num_keypoints': int(visible.sum()), 'bbox': [0, 0, width, height],
+                                   'area': float(width * height)})
+        del padded, image
+
+    category = {'id': 1, 'name': 'cephalogram', 'supercategory': 'skull',
+                'keypoints': landmark_names(num_landmarks), 'skeleton': []}
+    source = {'stack': str(mha_file_path), 'ground_truth': str(train_gt_path), 'seed': seed,
+              'split': f'fold {fold} of {folds}' if folds else f'ratios {list(ratios)}'}
+    for name in SPLITS:
+        doc = documents[name]
+        doc.update(info={'description': f'cldetection step 2: {name} split', **source}, categories=[category])
+        write_json_atomic(doc, output_dir / f'{name}.json', indent=None)
+        logger.info('%s: %d images', output_dir / f'{name}.json', len(doc['images']))
+    return PreparedDataset(output_dir, splits, num_landmarks, missing)
