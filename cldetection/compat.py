@@ -19,7 +19,10 @@ mmpose 1.3.2, no torchvision.
    argument, and its checkpoints carry a few non-tensor globals (the message hub's ``HistoryBuffer``, numpy
    scalars and arrays in the log buffers). We add exactly those to torch's safe-globals allow-list, so
    loading stays ``weights_only=True`` (no arbitrary code runs from a checkpoint) and resuming works. We do
-   not set the process-wide ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` switch.
+   not set the process-wide ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` switch. ``HistoryBuffer.__getstate__``
+   pickles its statistics methods as ``getattr(HistoryBuffer, 'min')``; allowing the real ``getattr`` would
+   reopen arbitrary code execution (``getattr(f, '__globals__')`` ...), so ``builtins.getattr`` is mapped to
+   :func:`_history_buffer_getattr`, which resolves only those registered methods and refuses anything else.
 """
 from __future__ import annotations
 
@@ -88,12 +91,24 @@ def checkpoint_safe_globals() -> list:
     return allowed
 
 
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` as seen by the weights-only unpickler: HistoryBuffer's statistics methods only."""
+    import pickle
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer and name in set(HistoryBuffer._statistics_methods) | {'min', 'max', 'current', 'mean'}:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f'checkpoint asks for getattr({obj!r}, {name!r}); only HistoryBuffer statistics '
+                                 'methods are allowed (cldetection.compat)')
+
+
 def _allow_checkpoint_globals() -> bool:
     import torch
     add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
     if add_safe_globals is None:  # torch < 2.4 has no weights_only default to satisfy
         return False
     add_safe_globals(checkpoint_safe_globals())
+    add_safe_globals([(_history_buffer_getattr, 'builtins.getattr')])
     return True
 
 
