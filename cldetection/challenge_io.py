@@ -30,6 +30,18 @@ PREDICTION_NAME = 'Orthodontic landmarks'
 PREDICTION_TYPE = 'Multiple points'
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_replace(tmp: str | Path, path: str | Path) -> None:
+    """Give a finished temporary file normal permissions (mkstemp makes it 0600), then rename it into place."""
+    os.chmod(tmp, 0o666 & ~_current_umask())
+    os.replace(tmp, path)
+
+
 # ----------------------------------------------------------------------------------------------- stack
 @dataclass(frozen=True)
 class StackInfo:
@@ -206,7 +218,7 @@ def write_stack(slices: Iterable[np.ndarray], path: str | Path, num_slices: int,
                 f.write(pad_to_challenge_slice(image, f'slice {written}', shape).tobytes())
         if written != num_slices:
             raise ValueError(f'got {written} slices, announced {num_slices}')
-        os.replace(tmp, path)
+        atomic_replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -339,7 +351,7 @@ def write_json_atomic(document: Any, path: str | Path, indent: int | None = 2) -
             json.dump(document, f, indent=indent)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

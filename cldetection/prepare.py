@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .challenge_io import (LandmarkSet, crop_zero_padding, load_landmarks, read_stack_info, read_stack_slices,
-                           write_json_atomic)
+from .challenge_io import (LandmarkSet, atomic_replace, crop_zero_padding, load_landmarks, read_stack_info,
+                           read_stack_slices, write_json_atomic)
 from .errors import fail
 from .landmarks import landmark_names
 
@@ -132,7 +132,7 @@ def _write_png_atomic(image_rgb: np.ndarray, path: Path) -> None:
     try:
         if not cv2.imwrite(tmp, np.ascontiguousarray(image_rgb[:, :, ::-1])):  # OpenCV writes BGR
             fail(path, 'could not write the PNG (disk full or no permission?)')
-        os.replace(tmp, path)
+        atomic_replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

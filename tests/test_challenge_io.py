@@ -145,3 +145,11 @@ def test_prediction_document_order_and_types():
     assert [p['name'] for p in doc['points']] == ['1', '2', '1']
     assert all(isinstance(v, float) for p in doc['points'] for v in p['point'][:2])
     assert doc['version'] == {'major': 1, 'minor': 0}
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    from cldetection.challenge_io import write_json_atomic
+    stack = write_stack(iter(_images(1)), tmp_path / 's.mha', 1, shape=(80, 90))
+    doc = write_json_atomic({'a': 1}, tmp_path / 'a.json')
+    for path in (stack, doc):
+        assert path.stat().st_mode & 0o044 == 0o044  # group/other readable under the usual umask 022
