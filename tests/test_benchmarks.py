@@ -1,0 +1,125 @@
+"""The benchmark harness's own logic, on tiny data: fold split, ISBI ground truth, result schema, RESULTS.md.
+
+No training and no real data here; the benchmark itself (``python -m benchmarks.run``) is not part of the tests.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import data, results
+from cldetection.challenge_io import load_landmarks, write_json_atomic
+from cldetection.errors import InputError
+
+
+# ------------------------------------------------------------------------------------------ fold split
+def test_cl2023_folds_partition_the_images_deterministically() -> None:
+    n = 193
+    splits = [data.cl2023_fold_split(n, fold) for fold in range(data.CL2023_FOLDS)]
+    tests = [s['test'] for s in splits]
+    assert sorted(z for t in tests for z in t) == list(range(1, n + 1))  # disjoint and covering
+    assert sorted(len(t) for t in tests) == [38, 38, 39, 39, 39]  # balanced
+    for s in splits:
+        parts = [set(s['train']), set(s['valid']), set(s['test'])]
+        assert sum(map(len, parts)) == n and set().union(*parts) == set(range(1, n + 1))
+        assert len(s['valid']) == 24 and not parts[1] & parts[2]  # model selection never sees the test fold
+    assert [data.cl2023_fold_split(n, f) for f in range(5)] == splits  # deterministic
+    assert data.cl2023_fold_split(n, 0, seed=1)['test'] != splits[0]['test']  # the seed matters
+    with pytest.raises(ValueError):
+        data.cl2023_fold_split(n, 5)
+
+
+# ------------------------------------------------------------------------------------ ISBI ground truth
+def _tiny_isbi_csv(path: Path) -> Path:
+    names = [f'l{k}' for k in range(data.ISBI_NUM_LANDMARKS)]
+    header = 'image,split,annotator,' + ','.join(f'{n}_x,{n}_y' for n in names)
+    senior = ','.join(f'{10 * k},{20 * k + 1}' for k in range(data.ISBI_NUM_LANDMARKS))
+    junior = ','.join(f'{10 * k + 3},{20 * k + 5}' for k in range(data.ISBI_NUM_LANDMARKS))
+    path.write_text(f'{header}\n001.jpg,train,senior,{senior}\n001.jpg,train,junior,{junior}\n')
+    return path
+
+
+def test_isbi_ground_truth_is_the_mean_of_the_two_annotators(tmp_path: Path) -> None:
+    annotations = data.read_isbi_annotations(_tiny_isbi_csv(tmp_path / 'landmarks.csv'))
+    document = data.isbi_ground_truth_document(annotations, ['001.jpg'], 'mean')
+    gt_path = write_json_atomic(document, tmp_path / 'gt.json')
+    gt = load_landmarks(gt_path)  # the project's own reader accepts it
+    assert gt.slices == [1] and gt.num_landmarks == 19 and gt.spacing[1] == pytest.approx(0.1)
+    # hand-computed: senior (10k, 20k+1), junior (10k+3, 20k+5) -> mean (10k+1.5, 20k+3)
+    assert gt.points[1][1] == (1.5, 3.0)
+    assert gt.points[1][19] == (181.5, 363.0)
+    senior = data.isbi_ground_truth_document(annotations, ['001.jpg'], 'senior')
+    assert senior['points'][18]['point'] == [180.0, 361.0, 1]
+    # junior vs senior: every landmark is off by (3, 4) px = 5 px = 0.5 mm
+    disagreement = data.annotator_disagreement(annotations, ['001.jpg'])
+    assert disagreement['MRE'] == pytest.approx(0.5) and disagreement['SDR 2.0mm'] == 100.0
+
+
+def test_isbi_annotations_refuse_an_image_with_one_annotator(tmp_path: Path) -> None:
+    csv_path = _tiny_isbi_csv(tmp_path / 'landmarks.csv')
+    csv_path.write_text(''.join(csv_path.read_text().splitlines(keepends=True)[:2]))
+    with pytest.raises(InputError, match='no row for annotator'):
+        data.read_isbi_annotations(csv_path)
+
+
+# ------------------------------------------------------------------------------------------ result.json
+def _fake_result(num_landmarks: int = 19) -> dict:
+    metrics = {'MRE': 1.8, 'MRE_SD': 1.2, 'SDR 2.0mm': 70.0, 'SDR 2.5mm': 78.0, 'SDR 3.0mm': 84.0,
+               'SDR 4.0mm': 91.0}
+    per_landmark = [{'landmark': k + 1, 'name': f'l{k}', 'MRE': 1.0 + k / 10} for k in range(num_landmarks)]
+    return {
+        'schema': results.SCHEMA, 'protocol': 'isbi2015', 'split': 'Test1 (151-300)', 'fold': None,
+        'config': 'cldetection_configs/tiny_cpu.py', 'budget': 'cpu', 'budget_overrides': {'max_epochs': 1},
+        'date': '2025-01-01T00:00:00+00:00', 'git_commit': 'abcdef1234567',
+        'hardware': {'cpu': 'AMD EPYC', 'cores': 2, 'memory_gib': 23.4, 'gpu': None},
+        'data': {'num_landmarks': num_landmarks, 'train_images': 135, 'valid_images': 15, 'test_images': 150},
+        'primary_ground_truth': 'mean', 'metrics': {'mean': metrics, 'senior': dict(metrics, MRE=1.9)},
+        'per_landmark_mre': {'mean': per_landmark, 'senior': per_landmark},
+        'training': {'images_per_s': 3.5, 'wall_s': 100.0, 'peak_rss_bytes': 3 * 2 ** 30, 'epochs': 2},
+        'inference': {'ms_per_image': 250.0, 'images': 10, 'device': 'cpu'},
+        'checkpoint': 'best.pth',
+    }
+
+
+def test_validate_result_accepts_a_complete_result() -> None:
+    assert results.validate_result(_fake_result()) is not None
+
+
+@pytest.mark.parametrize('break_it, message', [
+    (lambda r: r.pop('hardware'), 'missing hardware'),
+    (lambda r: r['metrics']['mean'].update({'SDR 2.0mm': 95.0}), 'must not decrease'),
+    (lambda r: r['metrics']['senior'].update({'MRE': float('nan')}), 'senior.MRE'),
+    (lambda r: r['per_landmark_mre']['mean'].pop(), 'must list 19 landmarks'),
+    (lambda r: r.update(fold=0), 'fold must be'),
+    (lambda r: r.update(budget='tpu'), 'budget'),
+    (lambda r: r['training'].update(images_per_s=0), 'training.images_per_s'),
+    (lambda r: r.update(primary_ground_truth='official'), 'primary_ground_truth'),
+])
+def test_validate_result_names_what_is_wrong(break_it, message: str) -> None:
+    result = copy.deepcopy(_fake_result())
+    break_it(result)
+    with pytest.raises(results.ResultSchemaError, match=message):
+        results.validate_result(result)
+
+
+# ------------------------------------------------------------------------------------------- RESULTS.md
+def test_results_md_gets_one_header_and_appended_rows(tmp_path: Path) -> None:
+    md = tmp_path / 'RESULTS.md'
+    result = results.validate_result(_fake_result())
+    results.append_rows(md, results.result_rows(result))
+    results.replace_summary(md, ['## Summary', '', 'fold means here'])
+    second = dict(result, config='cldetection_configs/seed-baseline_hrnet-w48_msra_512x512.py')
+    results.append_rows(md, results.result_rows(second))
+    text = md.read_text()
+    assert text.count(results.RUNS_HEADING) == 1 and text.count('| Date |') == 1
+    assert text.rstrip().endswith('fold means here')  # rows go into the table, not after the summary
+    rows = results.read_rows(md)
+    assert [(r['Config'], r['Ground truth']) for r in rows] == [
+        ('tiny_cpu', 'mean'), ('tiny_cpu', 'senior'),
+        ('seed-baseline_hrnet-w48_msra_512x512', 'mean'), ('seed-baseline_hrnet-w48_msra_512x512', 'senior')]
+    assert rows[0]['MRE'] == '1.800' and rows[1]['MRE'] == '1.900' and rows[0]['Train peak RSS GiB'] == '3.00'
+    assert rows[0]['Hardware'] == 'AMD EPYC, 2 cores'
