@@ -1,0 +1,38 @@
+"""Step 1: the environment check, on a working and on a broken environment."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+STEP1 = str(REPO_ROOT / 'step1_test_mmpose.py')
+
+
+def test_reports_versions_and_runs_a_forward_pass():
+    result = subprocess.run([sys.executable, STEP1, '--device', 'cpu'], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    for name in ('python', 'torch', 'mmengine', 'mmcv', 'mmpose', 'cldetection', 'cuda'):
+        assert any(line.split()[0] == name for line in result.stdout.splitlines() if line.strip()), name
+    assert '-> [1, 38, 128, 128] on cpu' in result.stdout  # 512 x 512 input, 128 x 128 heatmaps, 38 landmarks
+    assert result.stdout.strip().endswith('OK: the environment works')
+
+
+def test_broken_install_gives_an_actionable_one_line_error(tmp_path):
+    broken = tmp_path / 'mmpose'
+    broken.mkdir()
+    (broken / '__init__.py').write_text('raise ImportError("simulated broken mmpose")\n')
+    env = {'PYTHONPATH': str(tmp_path), 'PATH': '/usr/bin:/bin'}
+    result = subprocess.run([sys.executable, STEP1], capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: cannot import cldetection') and 'simulated broken mmpose' in last
+    assert 'make install' in last and 'Traceback' not in result.stderr
+
+
+def test_missing_config_is_reported(tmp_path):
+    result = subprocess.run([sys.executable, STEP1, '--config', str(tmp_path / 'none.py')], capture_output=True,
+                            text=True, cwd=REPO_ROOT)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f'error: {tmp_path / "none.py"}: config file not found; ' \
+        'run step 1 from the repository root or pass --config'
