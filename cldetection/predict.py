@@ -1,0 +1,373 @@
+"""Landmark prediction on challenge stacks: the predictor behind step 5 and the grand-challenge container.
+
+:class:`LandmarkPredictor` builds the model from an MMPose config with :func:`mmpose.apis.init_model`, loads
+the checkpoint once (strictly: a checkpoint that does not fit the config is an error, not a warning), then
+streams the slices of a stack one batch at a time. Each slice has its zero padding cropped (bottom and right
+only, so pixel coordinates stay those of the stack), goes through the config's test pipeline with the
+whole-image box ``[0, 0, w, h]`` -- the box step 2 writes for every training image -- and is predicted. The
+keypoints MMPose returns are in input-image pixels, which are therefore stack pixels.
+
+Checkpoints are read by MMEngine's loader, i.e. ``torch.load`` with ``weights_only=True`` under the allow-list
+of :mod:`cldetection.compat`: no code from a checkpoint ever runs.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .challenge_io import LandmarkSet, StackInfo, crop_zero_padding, read_stack_info, read_stack_slices
+from .errors import fail
+from .landmarks import cephalometric_metainfo
+from .metric import DEFAULT_RADII, format_table, radial_errors_mm, summarize_errors
+
+logger = logging.getLogger(__name__)
+
+#: Slices per forward pass when ``batch_size`` is not given: batching pays on a GPU; on a CPU it only costs
+#: memory (the convolutions already use every core for one image).
+DEFAULT_BATCH_SIZE = {'cpu': 1, 'cuda': 8}
+
+
+def resolve_device(device: str = 'auto') -> str:
+    """``'auto'`` -> ``'cuda'`` when a GPU is usable, else ``'cpu'``; an explicit CUDA device must exist."""
+    device = device.strip().lower()
+    if device == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device == 'cpu':
+        return device
+    if re.fullmatch(r'cuda(:\d+)?', device):
+        if not torch.cuda.is_available():
+            fail(None, f'--device {device}: CUDA is not available here (torch {torch.__version__}); '
+                       'use --device cpu or auto')
+        index = int(device.partition(':')[2] or 0)
+        if index >= torch.cuda.device_count():
+            fail(None, f'--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible')
+        return device
+    fail(None, f'--device must be auto, cpu, cuda or cuda:N, got {device!r}')
+
+
+def _load_config(config_file: Path):
+    """The MMEngine config, with a one-line error for anything that keeps it from being usable here."""
+    from mmengine.config import Config
+
+    if not config_file.is_file():
+        fail(config_file, 'config file not found' if not config_file.exists() else 'config is not a file')
+    try:
+        cfg = Config.fromfile(str(config_file))
+    except Exception as err:  # a config is Python: any error in it is the user's file, not our bug
+        fail(config_file, f'cannot load the config: {type(err).__name__}: {_first_line(err)}')
+    if 'model' not in cfg:
+        fail(config_file, 'config has no "model"')
+    try:
+        cfg.test_dataloader.dataset.pipeline
+    except AttributeError:
+        fail(config_file, 'config has no test_dataloader.dataset.pipeline (needed to prepare images)')
+    return cfg
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else repr(err)
+
+
+def _read_checkpoint(checkpoint_file: Path) -> dict:
+    """Read a checkpoint through MMEngine (``weights_only`` torch load); one-line errors."""
+    from mmengine.runner import CheckpointLoader
+
+    if not checkpoint_file.is_file():
+        fail(checkpoint_file, 'weights file not found' if not checkpoint_file.exists() else 'weights path is not a file')
+    try:
+        checkpoint = CheckpointLoader.load_checkpoint(str(checkpoint_file), map_location='cpu')
+    except Exception as err:
+        text = str(err)
+        unsafe = re.search(r'Unsupported global: GLOBAL ([\w.]+)', text)
+        if unsafe:
+            fail(checkpoint_file, f'checkpoint holds the Python object {unsafe.group(1)}, which torch will not '
+                                  'load safely (weights_only); if the file comes from a trusted MMEngine run, '
+                                  'that global belongs in cldetection/compat.py')
+        fail(checkpoint_file, f'cannot read the weights: {type(err).__name__}: {_first_line(err)}')
+    if not isinstance(checkpoint, dict):
+        fail(checkpoint_file, f'not an MMEngine checkpoint: it holds a {type(checkpoint).__name__}, not a dict')
+    return checkpoint
+
+
+def _state_dict(checkpoint: dict, checkpoint_file: Path) -> dict:
+    state = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        fail(checkpoint_file, 'no "state_dict" of tensors in the checkpoint')
+    # Same default key revision as mmengine.runner.load_checkpoint: weights saved from a DDP wrapper.
+    return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+
+
+def _check_weights_fit(model: torch.nn.Module, state: dict, checkpoint_file: Path, config_file: Path) -> None:
+    """Fail in one line unless the weights fit the model exactly (MMEngine would only warn)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
+                   if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f'{len(missing)} missing (e.g. {missing[0]})')
+        if unexpected:
+            parts.append(f'{len(unexpected)} unexpected (e.g. {unexpected[0]})')
+        if wrong_shape:
+            parts.append(f'{len(wrong_shape)} of another shape (e.g. {wrong_shape[0]})')
+        fail(checkpoint_file, f'weights do not fit the model of {config_file.name}: {", ".join(parts)} '
+                              'parameters; was it trained with this config?')
+
+
+def _dataset_meta(cfg, checkpoint: dict) -> dict:
+    """Landmark metainfo: the checkpoint's (MMEngine saves the training set's), else from the config."""
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+
+    meta = checkpoint.get('meta')
+    if isinstance(meta, dict) and isinstance(meta.get('dataset_meta'), dict) \
+            and 'flip_indices' in meta['dataset_meta']:
+        return meta['dataset_meta']
+    dataset_cfg = cfg.train_dataloader.dataset if 'train_dataloader' in cfg else cfg.test_dataloader.dataset
+    if dataset_cfg.get('metainfo'):
+        return parse_pose_metainfo(dataset_cfg.metainfo)
+    num_landmarks = dataset_cfg.get('num_landmarks') or cfg.model.get('head', {}).get('out_channels')
+    return parse_pose_metainfo(cephalometric_metainfo(int(num_landmarks)))
+
+
+@dataclass
+class StackPrediction:
+    """Predicted landmarks of a stack: ``points[z]`` is a ``K x 2`` float array in stack pixels (z 1-based)."""
+    stack: Path
+    points: dict[int, np.ndarray]
+    seconds: float  #: reading + preprocessing + inference of all slices; model loading excluded
+
+    @property
+    def seconds_per_slice(self) -> float:
+        return self.seconds / max(len(self.points), 1)
+
+
+class LandmarkPredictor:
+    """An MMPose top-down landmark model, loaded once, that predicts whole stacks.
+
+    Args:
+        config_file: the MMPose config the model was trained with.
+        checkpoint_file: its weights (an MMEngine ``.pth`` checkpoint).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        batch_size: slices per forward pass (default 1 on CPU, 8 on CUDA).
+    """
+
+    def __init__(self, config_file: str | Path, checkpoint_file: str | Path, device: str = 'auto',
+                 batch_size: Optional[int] = None) -> None:
+        from mmengine.dataset import Compose
+        from mmengine.runner.checkpoint import load_state_dict
+        from mmpose.apis import init_model
+
+        started = time.perf_counter()
+        self.config_file, self.checkpoint_file = Path(config_file), Path(checkpoint_file)
+        self.device = resolve_device(device)
+        if batch_size is not None and batch_size < 1:
+            fail(None, f'--batch-size must be >= 1, got {batch_size}')
+        self.batch_size = batch_size or DEFAULT_BATCH_SIZE[self.device.split(':')[0]]
+        cfg = _load_config(self.config_file)
+        checkpoint = _read_checkpoint(self.checkpoint_file)
+        state = _state_dict(checkpoint, self.checkpoint_file)
+        # Inference never needs pretrained initial weights: no download, whatever the config says.
+        if 'init_cfg' in cfg.model.get('backbone', {}):
+            cfg.model.backbone.init_cfg = None
+        try:
+            model = init_model(cfg, checkpoint=None, device='cpu')
+        except Exception as err:
+            fail(self.config_file, f'cannot build the model: {type(err).__name__}: {_first_line(err)}')
+        _check_weights_fit(model, state, self.checkpoint_file, self.config_file)
+        load_state_dict(model, state, strict=True)
+        model.dataset_meta = _dataset_meta(cfg, checkpoint)
+        self.model = model.to(self.device).eval()
+        self.num_landmarks = int(model.dataset_meta['num_keypoints'])
+        self.pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
+        self.load_seconds = time.perf_counter() - started
+        logger.info('loaded %s + %s on %s in %.1f s (%d landmarks, batch size %d)', self.config_file.name,
+                    self.checkpoint_file.name, self.device, self.load_seconds, self.num_landmarks,
+                    self.batch_size)
+
+    # ------------------------------------------------------------------------------------------ images
+    def _prepare(self, image_rgb: np.ndarray) -> dict:
+        """One image through the test pipeline, as ``mmpose.apis.inference_topdown`` does for one box.
+
+        We do not call ``inference_topdown`` itself because it forwards one image per call; here several
+        slices share a forward pass. The stack holds RGB; training images are PNGs that OpenCV loads as BGR
+        (and the data preprocessor turns back into RGB), so we hand the pipeline BGR too.
+        """
+        height, width = image_rgb.shape[:2]
+        data_info = dict(img=np.ascontiguousarray(image_rgb[:, :, ::-1]),
+                         bbox=np.array([[0, 0, width, height]], dtype=np.float32),
+                         bbox_score=np.ones(1, dtype=np.float32))
+        data_info.update(self.model.dataset_meta)
+        return self.pipeline(data_info)
+
+    def _forward(self, samples: list[dict]) -> np.ndarray:
+        from mmengine.dataset import pseudo_collate
+
+        with torch.no_grad():
+            results = self.model.test_step(pseudo_collate(samples))
+        keypoints = np.stack([np.asarray(r.pred_instances.keypoints, dtype=np.float64)[0] for r in results])
+        if keypoints.shape[1] != self.num_landmarks:
+            fail(self.checkpoint_file, f'the model predicts {keypoints.shape[1]} landmarks but its metainfo '
+                                       f'lists {self.num_landmarks}')
+        return keypoints
+
+    def predict_images(self, images_rgb: Sequence[np.ndarray]) -> np.ndarray:
+        """Landmarks (``N x K x 2``, input pixels) of ``H x W x 3`` uint8 RGB images (no padding to crop)."""
+        out = [self._forward([self._prepare(img) for img in images_rgb[i:i + self.batch_size]])
+               for i in range(0, len(images_rgb), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.num_landmarks, 2))
+
+    # ------------------------------------------------------------------------------------------ stacks
+    def _prepared_batches(self, info: StackInfo, slices: Optional[Iterable[int]]) -> Iterator[tuple[list[int], list[dict]]]:
+        batch_z: list[int] = []
+        batch: list[dict] = []
+        for z, padded in read_stack_slices(info.path, slices, info=info):
+            image = crop_zero_padding(padded)
+            if not image.any():
+                fail(info.path, f'slice {z} is empty (all zero)')
+            batch_z.append(z)
+            batch.append(self._prepare(image))
+            if len(batch) == self.batch_size:
+                yield batch_z, batch
+                batch_z, batch = [], []
+        if batch:
+            yield batch_z, batch
+
+    def predict_stack(self, stack_path: str | Path, slices: Optional[Sequence[int]] = None,
+                      progress: bool = True, info: Optional[StackInfo] = None) -> StackPrediction:
+        """Predict every slice (or ``slices``) of a challenge stack; coordinates in stack pixels.
+
+        Reading and preprocessing of the next batch run in a background thread while the model works on
+        the current one, so a GPU does not wait for the disk.
+        """
+        info = info or read_stack_info(stack_path)
+        total = info.num_slices if slices is None else len(slices)
+        points: dict[int, np.ndarray] = {}
+        started = time.perf_counter()
+        batches = self._prepared_batches(info, slices)
+        with ThreadPoolExecutor(max_workers=1) as reader, \
+                tqdm(total=total, desc=f'predict {info.path.name}', unit='slice', disable=not progress) as bar:
+            pending = reader.submit(next, batches, None)
+            while (item := pending.result()) is not None:
+                pending = reader.submit(next, batches, None)
+                batch_z, batch = item
+                for z, keypoints in zip(batch_z, self._forward(batch)):
+                    points[z] = keypoints
+                bar.update(len(batch_z))
+        seconds = time.perf_counter() - started
+        logger.info('%s: %d slices in %.2f s (%.3f s per slice, model load excluded)', info.path.name,
+                    len(points), seconds, seconds / max(len(points), 1))
+        return StackPrediction(info.path, points, seconds)
+
+
+# -------------------------------------------------------------------------------------------- evaluation
+def evaluate_points(points: dict[int, np.ndarray], ground_truth: LandmarkSet,
+                    radii: Sequence[float] = DEFAULT_RADII) -> dict[str, Any]:
+    """MRE / SDR of predicted ``points[z]`` (``K x 2``) against the ground truth's slices.
+
+    Every ground-truth slice must have a prediction; landmarks the ground truth lacks are left out (as
+    invisible ones are by the training metric). Spacing comes from the ground truth.
+    """
+    num_landmarks = ground_truth.num_landmarks
+    uncovered = [z for z in ground_truth.slices if z not in points]
+    if uncovered:
+        fail(ground_truth.path, f'ground truth has slice {uncovered[0]} but the prediction does not '
+                                f'({len(uncovered)} such slices)')
+    for z in ground_truth.slices:
+        if len(points[z]) < num_landmarks:
+            fail(ground_truth.path, f'ground truth has {num_landmarks} landmarks, the prediction of slice {z} '
+                                    f'only {len(points[z])}')
+    pred = np.stack([np.asarray(points[z], dtype=np.float64)[:num_landmarks] for z in ground_truth.slices])
+    gt, visible = zip(*(ground_truth.as_array(z, num_landmarks) for z in ground_truth.slices))
+    spacing = np.array([ground_truth.spacing[z] for z in ground_truth.slices])
+    errors = radial_errors_mm(pred, np.stack(gt), spacing)
+    metrics: dict[str, Any] = summarize_errors(errors, np.stack(visible), radii)
+    metrics['images'] = len(ground_truth.slices)
+    metrics['landmarks'] = int(np.count_nonzero(np.stack(visible)))
+    return metrics
+
+
+def metrics_report(metrics: dict[str, Any]) -> str:
+    """The metrics as printed by step 5: counts, then the MRE/SDR table."""
+    return (f'{metrics["images"]} images, {metrics["landmarks"]} landmarks scored\n'
+            + format_table({k: v for k, v in metrics.items() if k not in ('images', 'landmarks')}))
+
+
+# ---------------------------------------------------------------------------------------------- step 5
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--batch-size`` (shared by step 5 and process.py)."""
+    parser.add_argument('--device', default='auto',
+                        help='auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: auto)')
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='slices per forward pass (default: 8 on CUDA, 1 on CPU)')
+
+
+def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, stack_path: str | Path,
+                          save_json_path: str | Path, *, device: str = 'auto', batch_size: Optional[int] = None,
+                          gt_json: Optional[str | Path] = None, overwrite: bool = False,
+                          progress: bool = True) -> tuple[StackPrediction, Optional[dict[str, Any]]]:
+    """Step 5: predict a stack, write the challenge prediction JSON, and score it if ``gt_json`` is given.
+
+    Everything that can be checked before the (long) prediction is checked first -- the output path, the
+    stack, the ground truth against the stack -- and the JSON is written atomically, so a failed run writes
+    nothing. Returns the prediction and the metrics (``None`` without ``gt_json``).
+    """
+    from .challenge_io import load_landmarks, prediction_document, write_json_atomic
+
+    save_json_path = Path(save_json_path)
+    if save_json_path.exists() and not overwrite:
+        fail(save_json_path, 'already exists; pass --overwrite to replace it')
+    if save_json_path.exists() and not save_json_path.is_file():
+        fail(save_json_path, 'exists and is not a file')
+    info = read_stack_info(stack_path)
+    ground_truth = None
+    if gt_json is not None:
+        ground_truth = load_landmarks(gt_json, require_spacing=True)
+        outside = [z for z in ground_truth.slices if z > info.num_slices]
+        if outside:
+            fail(ground_truth.path, f'has slice {outside[0]} but {info.path.name} has {info.num_slices} slices')
+    predictor = LandmarkPredictor(config_file, checkpoint_file, device=device, batch_size=batch_size)
+    if ground_truth is not None and ground_truth.num_landmarks > predictor.num_landmarks:
+        fail(ground_truth.path, f'has {ground_truth.num_landmarks} landmarks, the model predicts '
+                                f'{predictor.num_landmarks}')
+    prediction = predictor.predict_stack(info.path, progress=progress, info=info)
+    metrics = evaluate_points(prediction.points, ground_truth) if ground_truth is not None else None
+    write_json_atomic(prediction_document(prediction.points), save_json_path)
+    logger.info('wrote %s (%d slices x %d landmarks)', save_json_path, len(prediction.points),
+                predictor.num_landmarks)
+    return prediction, metrics
+
+
+# ----------------------------------------------------------------------------------- untrained weights
+def save_untrained_checkpoint(config_file: str | Path, out_path: str | Path, seed: int = 0) -> Path:
+    """Save the config's model with its initial (random) weights as an MMEngine checkpoint.
+
+    For tests and speed benchmarks only -- its predictions are meaningless. No pretrained weights are
+    fetched. Written by MMEngine's own ``save_checkpoint`` (as the runner does), with ``meta`` but no
+    ``dataset_meta``: the model never saw a dataset, so the predictor takes the landmarks from the config.
+    """
+    from mmengine.runner.checkpoint import save_checkpoint
+    from mmpose.apis import init_model
+
+    cfg = _load_config(Path(config_file))
+    if 'init_cfg' in cfg.model.get('backbone', {}):
+        cfg.model.backbone.init_cfg = None
+    torch.manual_seed(seed)
+    model = init_model(cfg, checkpoint=None, device='cpu')
+    model.init_weights()
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint({'meta': {'untrained': True, 'seed': seed}, 'state_dict': model.state_dict()}, str(out_path))
+    return out_path

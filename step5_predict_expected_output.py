@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Step 5: predict the landmarks of every slice of a stack and write the challenge prediction JSON.
+
+    python step5_predict_expected_output.py --config_file CONFIG --load_weight_path CKPT \
+        --load_mha_path STACK.mha --save_json_path OUT.json [--device auto] [--gt_json GT.json]
+
+With ``--gt_json`` the prediction is also scored (MRE, SDR) against that ground truth, so any stack can be
+evaluated end to end. Build a stack from your own images with ``python -m cldetection.stack``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cldetection  # noqa: F401  (compatibility fixes + registrations before anything imports mmpose)
+from cldetection.errors import run_cli
+from cldetection.predict import add_model_arguments, metrics_report, predict_stack_to_json
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Predict the landmarks of every slice of a challenge stack (.mha) and write the challenge '
+                    'prediction JSON (points ordered by slice then landmark, x/y in stack pixels, z the '
+                    '1-based slice). With --gt_json, also print MRE and SDR against that ground truth.')
+    parser.add_argument('--config_file', type=Path, required=True, help='MMPose config the model was trained with')
+    parser.add_argument('--load_weight_path', type=Path, required=True, help='checkpoint (.pth) from step 3')
+    parser.add_argument('--load_mha_path', type=Path, required=True, help='the stack to predict (.mha)')
+    parser.add_argument('--save_json_path', type=Path, required=True, help='prediction JSON to write')
+    parser.add_argument('--gt_json', type=Path, default=None,
+                        help='ground truth of (some of) the stack\'s slices, in the train-gt.json layout with '
+                             '"scale": print MRE / SDR of the prediction against it')
+    add_model_arguments(parser)
+    parser.add_argument('--overwrite', action='store_true', help='replace --save_json_path if it exists')
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    prediction, metrics = predict_stack_to_json(
+        args.config_file, args.load_weight_path, args.load_mha_path, args.save_json_path, device=args.device,
+        batch_size=args.batch_size, gt_json=args.gt_json, overwrite=args.overwrite)
+    print(f'wrote {args.save_json_path}: {len(prediction.points)} slices, '
+          f'{prediction.seconds_per_slice:.3f} s per slice (model load excluded)')
+    if metrics is not None:
+        print(metrics_report(metrics))
+    return 0
+
+
+if __name__ == '__main__':
+    run_cli(main)
