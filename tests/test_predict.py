@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from cldetection.challenge_io import (crop_zero_padding, ground_truth_document, load_landmarks, read_stack_slices,
                                       write_json_atomic, write_stack)
@@ -161,6 +162,34 @@ def test_existing_output_needs_overwrite_and_metrics_are_printed(test_model, syn
     assert '3 images, 114 landmarks scored' in stdout and 'MRE (mm)' in stdout and 'SDR 2.0mm' in stdout
 
 
+@pytest.mark.xfail(reason='cldetection/compat.py does not yet allow builtins.bytes (the empty skeleton colour array '
+                          'of the metainfo pickles as bytes()); reported to the lead', strict=False)
+def test_checkpoint_with_training_metainfo_loads(test_model, tmp_path):
+    """A checkpoint laid out as MMEngine's runner saves it: ``meta.dataset_meta`` is the training set's parsed
+    metainfo, whose empty skeleton colour array pickles (protocol 2) as a ``builtins.bytes`` call."""
+    from mmengine.runner.checkpoint import save_checkpoint
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+
+    from cldetection.landmarks import cephalometric_metainfo
+
+    state = torch.load(test_model[1], map_location='cpu')['state_dict']
+    checkpoint = tmp_path / 'runner_style.pth'
+    save_checkpoint({'meta': {'dataset_meta': parse_pose_metainfo(cephalometric_metainfo(38)), 'epoch': 1},
+                     'state_dict': state}, str(checkpoint))
+    predictor = LandmarkPredictor(test_model[0], checkpoint, device='cpu')
+    assert predictor.num_landmarks == 38 and predictor.model.dataset_meta['dataset_name'] == 'cephalometric'
+
+
+def test_default_config_builds_offline(tmp_path):
+    """The default HRNet-W32 config names ImageNet weights to download; loading for prediction never does."""
+    config = REPO / 'cldetection_configs' / 'hrnet-w32_udp_512x512.py'
+    if not config.is_file():
+        pytest.skip(f'{config} not found')
+    checkpoint = save_untrained_checkpoint(config, tmp_path / 'default.pth')
+    predictor = LandmarkPredictor(config, checkpoint, device='cpu')  # strict load: every weight in place
+    assert predictor.num_landmarks == 38 and predictor.model.cfg.model.backbone.init_cfg is None
+
+
 def test_help_runs(capsys):
     with pytest.raises(SystemExit) as exit_info:
         step5.main(['--help'])
@@ -229,7 +258,6 @@ def test_bad_input_is_one_line_error_and_writes_nothing(case, message, test_mode
 
 
 def test_cuda_request_without_gpu_is_an_input_error():
-    import torch
     if torch.cuda.is_available():
         pytest.skip('a GPU is present')
     from cldetection.errors import InputError
