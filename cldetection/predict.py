@@ -139,7 +139,10 @@ def _dataset_meta(cfg, checkpoint: dict) -> dict:
     if dataset_cfg.get('metainfo'):
         return parse_pose_metainfo(dataset_cfg.metainfo)
     num_landmarks = dataset_cfg.get('num_landmarks') or cfg.model.get('head', {}).get('out_channels')
-    return parse_pose_metainfo(cephalometric_metainfo(int(num_landmarks)))
+    if not isinstance(num_landmarks, int):
+        fail(cfg.filename, 'cannot tell the number of landmarks: no dataset metainfo or num_landmarks in the '
+                           'config, no dataset_meta in the checkpoint, no head.out_channels')
+    return parse_pose_metainfo(cephalometric_metainfo(num_landmarks))
 
 
 @dataclass

@@ -8,7 +8,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 TAG=cldetection-algorithm
-CONFIG= WEIGHTS= BASE_IMAGE=
+CONFIG='' WEIGHTS='' BASE_IMAGE=''
 
 die() { echo "error: $*" >&2; exit 2; }
 usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }

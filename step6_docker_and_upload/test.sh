@@ -2,14 +2,14 @@
 # Run the built image on a test stack exactly as grand-challenge does (no network, limited memory, GPUs when
 # present) and compare its output with the expected output, landmark by landmark, within a tolerance.
 #   ./test.sh [--tag NAME] [--stack test/stack.mha] [--expected test/expected_output.json]
-#             [--tolerance PIXELS] [--memory 8g]
+#             [--tolerance PIXELS (default 3)] [--memory 8g]
 # Make the expected output outside Docker first (README.md in this folder shows how).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 TAG=cldetection-algorithm
 STACK="$HERE/test/stack.mha"
 EXPECTED="$HERE/test/expected_output.json"
-TOLERANCE=3.0
+TOLERANCE=''   # empty: the default of cldetection.grand_challenge compare
 MEMORY=8g
 
 die() { echo "error: $*" >&2; exit 2; }
@@ -57,4 +57,4 @@ docker run --rm --network none --memory "$MEMORY" --memory-swap "$MEMORY" --shm-
 docker run --rm --network none \
     --volume "$WORK/output:/output:ro" --volume "$WORK/expected:/expected:ro" \
     --entrypoint python "$TAG" -m cldetection.grand_challenge compare \
-    /output/orthodontic-landmarks.json /expected/expected_output.json --tolerance "$TOLERANCE"
+    /output/orthodontic-landmarks.json /expected/expected_output.json ${TOLERANCE:+--tolerance "$TOLERANCE"}

@@ -189,6 +189,9 @@ def test_shell_scripts_parse_and_print_help(script):
     assert result.returncode == 0 and result.stdout.strip()
     result = subprocess.run(['bash', str(path), '--no-such-flag'], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith('error: ')
+    if shutil.which('shellcheck'):
+        result = subprocess.run(['shellcheck', str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
 
 
 def test_dockerfile_copies_what_exists_and_runs_as_algorithm():
