@@ -23,6 +23,8 @@ mmpose 1.3.2, no torchvision.
    pickles its statistics methods as ``getattr(HistoryBuffer, 'min')``; allowing the real ``getattr`` would
    reopen arbitrary code execution (``getattr(f, '__globals__')`` ...), so ``builtins.getattr`` is mapped to
    :func:`_history_buffer_getattr`, which resolves only those registered methods and refuses anything else.
+   Likewise an empty numpy array (e.g. the metainfo's empty skeleton colours in ``meta.dataset_meta``) pickles
+   its data as ``bytes()``; ``builtins.bytes`` is mapped to :func:`_empty_bytes`, which builds only that.
 """
 from __future__ import annotations
 
@@ -102,13 +104,22 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
                                  'methods are allowed (cldetection.compat)')
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes`` as seen by the weights-only unpickler: only ``bytes()`` (an empty array's data)."""
+    if args:
+        import pickle
+        raise pickle.UnpicklingError(f'checkpoint asks for bytes{args!r}; only bytes() is allowed '
+                                     '(cldetection.compat)')
+    return b''
+
+
 def _allow_checkpoint_globals() -> bool:
     import torch
     add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
     if add_safe_globals is None:  # torch < 2.4 has no weights_only default to satisfy
         return False
     add_safe_globals(checkpoint_safe_globals())
-    add_safe_globals([(_history_buffer_getattr, 'builtins.getattr')])
+    add_safe_globals([(_history_buffer_getattr, 'builtins.getattr'), (_empty_bytes, 'builtins.bytes')])
     return True
 
 

@@ -42,7 +42,8 @@ def test_checkpoint_globals_load_with_weights_only(tmp_path):
     from mmengine.logging.history_buffer import HistoryBuffer
     buffer = HistoryBuffer()
     buffer.update(np.float64(0.5))
-    checkpoint = {'meta': {'epoch': 3, 'seed': np.int64(7), 'hist': np.array([1.0, 2.0])},
+    checkpoint = {'meta': {'epoch': 3, 'seed': np.int64(7), 'hist': np.array([1.0, 2.0]),
+                           'skeleton_link_colors': np.zeros((0, 3), np.uint8)},
                   'message_hub': {'log_scalars': {'loss': buffer}},
                   'state_dict': collections.OrderedDict(w=torch.ones(2))}
     torch.save(checkpoint, tmp_path / 'ok.pth')
