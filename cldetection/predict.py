@@ -319,15 +319,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, stack_path: str | Path,
                           save_json_path: str | Path, *, device: str = 'auto', batch_size: Optional[int] = None,
-                          gt_json: Optional[str | Path] = None, overwrite: bool = False,
+                          gt_json: Optional[str | Path] = None, slices: Optional[Sequence[int]] = None,
+                          overwrite: bool = False,
                           progress: bool = True) -> tuple[StackPrediction, Optional[dict[str, Any]]]:
     """Step 5: predict a stack, write the challenge prediction JSON, and score it if ``gt_json`` is given.
 
-    Everything that can be checked before the (long) prediction is checked first -- the output path, the
-    stack, the ground truth against the stack -- and the JSON is written atomically, so a failed run writes
-    nothing. Returns the prediction and the metrics (``None`` without ``gt_json``).
+    ``slices`` (1-based) limits prediction -- and the scoring -- to those slices, e.g. a test split; by default
+    every slice is predicted and every slice of the ground truth is scored. Everything that can be checked
+    before the (long) prediction is checked first -- the output path, the stack, the ground truth against the
+    stack -- and the JSON is written atomically, so a failed run writes nothing. Returns the prediction and
+    the metrics (``None`` without ``gt_json``).
     """
-    from .challenge_io import load_landmarks, prediction_document, write_json_atomic
+    from .challenge_io import LandmarkSet, load_landmarks, prediction_document, write_json_atomic
 
     save_json_path = Path(save_json_path)
     if save_json_path.exists() and not overwrite:
@@ -335,17 +338,28 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
     if save_json_path.exists() and not save_json_path.is_file():
         fail(save_json_path, 'exists and is not a file')
     info = read_stack_info(stack_path)
+    if slices is not None:
+        slices = sorted({int(z) for z in slices})
+        if not slices or not 1 <= slices[0] <= slices[-1] <= info.num_slices:
+            fail(info.path, f'slices to predict must lie in 1..{info.num_slices}, got {slices[:10]}')
     ground_truth = None
     if gt_json is not None:
         ground_truth = load_landmarks(gt_json, require_spacing=True)
         outside = [z for z in ground_truth.slices if z > info.num_slices]
         if outside:
             fail(ground_truth.path, f'has slice {outside[0]} but {info.path.name} has {info.num_slices} slices')
+        if slices is not None:
+            unlabelled = [z for z in slices if z not in ground_truth.points]
+            if unlabelled:
+                fail(ground_truth.path, f'has no points for slice {unlabelled[0]} ({len(unlabelled)} of the '
+                                        f'{len(slices)} slices to predict)')
+            ground_truth = LandmarkSet(ground_truth.path, {z: ground_truth.points[z] for z in slices},
+                                       {z: ground_truth.spacing[z] for z in slices})
     predictor = LandmarkPredictor(config_file, checkpoint_file, device=device, batch_size=batch_size)
     if ground_truth is not None and ground_truth.num_landmarks > predictor.num_landmarks:
         fail(ground_truth.path, f'has {ground_truth.num_landmarks} landmarks, the model predicts '
                                 f'{predictor.num_landmarks}')
-    prediction = predictor.predict_stack(info.path, progress=progress, info=info)
+    prediction = predictor.predict_stack(info.path, slices=slices, progress=progress, info=info)
     metrics = evaluate_points(prediction.points, ground_truth) if ground_truth is not None else None
     write_json_atomic(prediction_document(prediction.points), save_json_path)
     logger.info('wrote %s (%d slices x %d landmarks)', save_json_path, len(prediction.points),

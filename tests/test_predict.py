@@ -138,6 +138,33 @@ def test_stack_coordinates_are_those_of_the_unpadded_image(predictor, synthetic)
     assert not np.allclose(smaller, direct[0])
 
 
+def test_stack_prediction_equals_mmpose_inference_on_step2_images(predictor, synthetic, tmp_path):
+    """What step 5 predicts from the stack is what MMPose's own ``inference_topdown`` predicts from the PNG
+    that step 2 wrote for training and step 4 (same pixels, channel order, box and pipeline)."""
+    from mmpose.apis import inference_topdown
+
+    from cldetection.prepare import prepare_coco_dataset
+
+    grey_stack, gt_path = synthetic
+    # tinted, so that a swap of red and blue anywhere would change the input (grey images hide it)
+    tint = np.array([1.0, 0.75, 0.5])
+    stack = write_stack(((image * tint).astype(np.uint8) for _, image in read_stack_slices(grey_stack)),
+                        tmp_path / 'colour.mha', 3)
+    prepare_coco_dataset(stack, gt_path, tmp_path / 'coco', progress=False)
+    test_slices = [image['id'] for image in json.loads((tmp_path / 'coco' / 'test.json').read_text())['images']]
+    prediction, metrics = step5.predict_stack_to_json(*predictor_files(predictor), stack, tmp_path / 'p.json',
+                                                      device='cpu', gt_json=gt_path, slices=test_slices,
+                                                      progress=False)
+    assert sorted(prediction.points) == test_slices and metrics['images'] == len(test_slices)
+    for z in test_slices:
+        reference = inference_topdown(predictor.model, str(tmp_path / 'coco' / 'images' / f'{z}.png'))
+        np.testing.assert_allclose(prediction.points[z], reference[0].pred_instances.keypoints[0], atol=1e-4)
+
+
+def predictor_files(predictor: LandmarkPredictor) -> tuple[Path, Path]:
+    return predictor.config_file, predictor.checkpoint_file
+
+
 def test_gt_json_with_missing_landmarks_scores_the_rest(test_model, synthetic, tmp_path):
     stack, gt_path = synthetic
     gt = load_landmarks(gt_path)
@@ -162,8 +189,6 @@ def test_existing_output_needs_overwrite_and_metrics_are_printed(test_model, syn
     assert '3 images, 114 landmarks scored' in stdout and 'MRE (mm)' in stdout and 'SDR 2.0mm' in stdout
 
 
-@pytest.mark.xfail(reason='cldetection/compat.py does not yet allow builtins.bytes (the empty skeleton colour array '
-                          'of the metainfo pickles as bytes()); reported to the lead', strict=False)
 def test_checkpoint_with_training_metainfo_loads(test_model, tmp_path):
     """A checkpoint laid out as MMEngine's runner saves it: ``meta.dataset_meta`` is the training set's parsed
     metainfo, whose empty skeleton colour array pickles (protocol 2) as a ``builtins.bytes`` call."""
