@@ -161,14 +161,12 @@ def crop_zero_padding(image: np.ndarray) -> np.ndarray:
     Only the bottom and right are cropped, so pixel coordinates are unchanged. An all-zero image is an error
     for the caller to report (returned unchanged here).
     """
-    if image.ndim == 3:
-        nonzero = image.any(axis=2)
-    else:
-        nonzero = image != 0
-    rows = np.flatnonzero(nonzero.any(axis=1))
-    cols = np.flatnonzero(nonzero.any(axis=0))
+    height, width = image.shape[:2]
+    flat = image.reshape(height, -1)  # row-major view: a max per row is a fast 'any' over columns and channels
+    rows = np.flatnonzero(flat.max(axis=1))
     if rows.size == 0:
         return image
+    cols = np.flatnonzero(flat[:rows[-1] + 1].max(axis=0).reshape(width, -1).max(axis=1))
     return image[:rows[-1] + 1, :cols[-1] + 1]
 
 
@@ -252,10 +250,10 @@ class LandmarkSet:
                 if (missing := [k for k in range(1, n + 1) if k not in self.points[z]])}
 
     def as_array(self, z: int, num_landmarks: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``(K x 2 float32 coordinates, K visibility)`` of slice ``z``; a missing landmark is (0, 0), 0."""
+        """``(K x 2 float64 coordinates, K visibility)`` of slice ``z``; a missing landmark is (0, 0), 0."""
         n = num_landmarks or self.num_landmarks
-        coords = np.zeros((n, 2), dtype=np.float32)
-        visible = np.zeros(n, dtype=np.float32)
+        coords = np.zeros((n, 2), dtype=np.float64)
+        visible = np.zeros(n, dtype=np.float64)
         for name, xy in self.points.get(z, {}).items():
             if name <= n:
                 coords[name - 1] = xy

@@ -153,3 +153,17 @@ def test_written_files_get_normal_permissions(tmp_path):
     doc = write_json_atomic({'a': 1}, tmp_path / 'a.json')
     for path in (stack, doc):
         assert path.stat().st_mode & 0o044 == 0o044  # group/other readable under the usual umask 022
+
+
+@pytest.mark.parametrize('channels', [None, 3])
+def test_crop_matches_the_organisers_row_and_column_sums(channels):
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        shape = (60, 70) if channels is None else (60, 70, 3)
+        image = np.zeros(shape, np.uint8)
+        h, w = rng.integers(1, 60), rng.integers(1, 70)
+        image[:h, :w] = rng.integers(0, 2, size=(h, w) + shape[2:], dtype=np.uint8) * 200
+        sums = image.reshape(60, 70, -1).astype(np.int64)
+        rows, cols = np.flatnonzero(sums.sum(axis=(1, 2))), np.flatnonzero(sums.sum(axis=(0, 2)))
+        expected = image[:rows[-1] + 1, :cols[-1] + 1] if rows.size else image
+        np.testing.assert_array_equal(crop_zero_padding(image), expected)
