@@ -1,0 +1,180 @@
+"""Step 4: test a checkpoint on one split, write the metrics, the CSVs, plots and per-image overlays.
+
+Testing is MMEngine's ``Runner.test`` with our ``CephalometricMetric`` (which writes ``per_landmark.csv`` and
+``per_image.csv``); a small hook keeps each image's prediction for the overlays. Outputs in ``out_dir``:
+
+* ``metrics.json``: exactly the metric's keys (``MRE``, ``MRE_SD``, ``SDR 2.0mm`` ... in mm and percent);
+* ``per_landmark.csv``, ``per_image.csv`` (``error_<k>`` columns: each landmark's radial error in mm);
+* ``per_landmark_mre.png`` and ``sdr_curve.png``, both computed from ``per_image.csv``;
+
+and with ``show_dir``, one ``<image>.jpg`` overlay per image (see :func:`cldetection.visualize.draw_overlay`).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from tqdm import tqdm
+
+from .config_utils import check_dataset_files, disable_pretrained, load_config
+from .errors import fail
+from .visualize import draw_overlay, plot_per_landmark_mre, plot_sdr_curve, read_per_image_errors, \
+    read_per_landmark_rows
+
+logger = logging.getLogger(__name__)
+
+#: ``--split`` -> the dataloader whose dataset (annotation file, images) is tested.
+SPLIT_DATALOADERS: dict[str, str] = {'train': 'train_dataloader', 'valid': 'val_dataloader',
+                                     'test': 'test_dataloader'}
+METRICS_FILE = 'metrics.json'
+PER_LANDMARK_CSV = 'per_landmark.csv'
+PER_IMAGE_CSV = 'per_image.csv'
+
+
+def _innermost_dataset(dataset: dict) -> dict:
+    while isinstance(dataset.get('dataset'), dict) and 'ann_file' not in dataset:  # dataset wrappers
+        dataset = dataset['dataset']
+    return dataset
+
+
+def build_test_config(config: str | Path, checkpoint: str | Path, *, split: str = 'test',
+                      out_dir: str | Path, cfg_options: Optional[dict[str, Any]] = None) -> Config:
+    """The config's test setup (pipeline, evaluator) on the images and annotations of ``split``."""
+    if split not in SPLIT_DATALOADERS:
+        fail(None, f'split must be one of {", ".join(SPLIT_DATALOADERS)}, got {split!r}')
+    if not Path(checkpoint).is_file():
+        fail(checkpoint, 'checkpoint not found')
+    cfg = load_config(config, cfg_options)
+    disable_pretrained(cfg)  # the checkpoint holds the weights; nothing to download
+    for key in ('test_dataloader', 'test_evaluator', SPLIT_DATALOADERS[split]):
+        if not isinstance(cfg.get(key), dict):
+            fail(config, f'config has no {key} (a dict) to test with')
+
+    source = _innermost_dataset(cfg[SPLIT_DATALOADERS[split]]['dataset'])
+    dataset = copy.deepcopy(_innermost_dataset(cfg.test_dataloader.dataset))
+    for key in ('type', 'data_root', 'ann_file', 'data_prefix', 'num_landmarks', 'metainfo'):
+        if key in source:
+            dataset[key] = copy.deepcopy(source[key])
+    dataset['test_mode'] = True  # the test pipeline (no augmentation) on any split
+    cfg.test_dataloader.dataset = dataset
+    cfg.test_dataloader.sampler = dict(type='DefaultSampler', shuffle=False, round_up=False)
+
+    cfg.test_evaluator = dict(copy.deepcopy(cfg.test_evaluator), output_dir=str(out_dir))
+    cfg.work_dir = str(out_dir)
+    cfg.launcher = 'none'
+    cfg.load_from = None  # loaded strictly by evaluate(), not leniently by the runner
+    cfg.resume = False
+    cfg.experiment_name = f'{Path(config).stem}_{split}'
+    check_dataset_files(cfg, ('test_dataloader',))
+    return cfg
+
+
+@dataclass
+class ImagePrediction:
+    """One tested image: ground truth and prediction in image pixels, visibility, spacing (mm / px)."""
+    img_path: str
+    img_id: Any
+    spacing: float
+    gt: np.ndarray
+    pred: np.ndarray
+    visible: np.ndarray
+
+
+class PredictionCollector(Hook):
+    """Keeps what the test loop predicted for every image (for the overlays)."""
+
+    def __init__(self) -> None:
+        self.predictions: list[ImagePrediction] = []
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        for sample in outputs or []:
+            gt = sample.gt_instances
+            self.predictions.append(ImagePrediction(
+                img_path=sample.metainfo['img_path'], img_id=sample.metainfo.get('img_id'),
+                spacing=float(sample.metainfo['spacing']),
+                gt=np.asarray(gt.keypoints, dtype=np.float64).reshape(-1, 2),
+                pred=np.asarray(sample.pred_instances.keypoints, dtype=np.float64).reshape(-1, 2),
+                visible=np.asarray(gt.keypoints_visible).reshape(-1) > 0))
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, float]
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    overlays: list[Path] = field(default_factory=list)
+
+
+def _load_weights(runner, checkpoint: Path, config: str | Path) -> None:
+    """Load strictly: a checkpoint that does not fit the config is an error (MMEngine would only warn)."""
+    try:
+        runner.load_checkpoint(str(checkpoint), map_location='cpu', strict=True)
+    except RuntimeError as err:
+        details = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        fail(checkpoint, f'weights do not fit the model of {Path(config).name}: '
+                         f'{(details[0] if details else str(err))[:300]}')
+    except Exception as err:
+        unsafe = re.search(r'GLOBAL ([\w.]+)', str(err))
+        problem = (f'holds the Python object {unsafe.group(1)}, which torch will not load with weights_only'
+                   if unsafe else f'{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ""}')
+        fail(checkpoint, f'cannot load the checkpoint: {problem}')
+
+
+def evaluate(config: str | Path, checkpoint: str | Path, *, split: str = 'test',
+             out_dir: Optional[str | Path] = None, show_dir: Optional[str | Path] = None,
+             cfg_options: Optional[dict[str, Any]] = None) -> EvaluationResult:
+    """Test ``checkpoint`` on ``split`` and write metrics, CSVs, plots (and overlays with ``show_dir``).
+
+    ``out_dir`` defaults to ``<checkpoint folder>/eval_<split>``; files of the same names there are replaced.
+    """
+    from mmengine.runner import Runner
+
+    checkpoint = Path(checkpoint)
+    out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent / f'eval_{split}'
+    cfg = build_test_config(config, checkpoint, split=split, out_dir=out_dir, cfg_options=cfg_options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    runner = Runner.from_cfg(cfg)
+    collector = PredictionCollector()
+    runner.register_hook(collector, priority='LOWEST')
+    _load_weights(runner, checkpoint, config)
+    metrics = {k: float(v) for k, v in runner.test().items()}
+
+    files = {'metrics': out_dir / METRICS_FILE, 'per_landmark': out_dir / PER_LANDMARK_CSV,
+             'per_image': out_dir / PER_IMAGE_CSV}
+    files['metrics'].write_text(json.dumps(metrics, indent=2) + '\n', encoding='utf-8')
+    errors = read_per_image_errors(files['per_image'])
+    files['per_landmark_mre'] = plot_per_landmark_mre(read_per_landmark_rows(files['per_landmark']),
+                                                      out_dir / 'per_landmark_mre.png', overall_mre=metrics['MRE'])
+    files['sdr_curve'] = plot_sdr_curve(errors, out_dir / 'sdr_curve.png')
+
+    overlays = write_overlays(collector.predictions, show_dir) if show_dir is not None else []
+    logger.info('tested %s on %d images of the %s split; results in %s', checkpoint.name,
+                len(collector.predictions), split, out_dir)
+    return EvaluationResult(metrics=metrics, out_dir=out_dir, files=files, overlays=overlays)
+
+
+def write_overlays(predictions: list[ImagePrediction], show_dir: str | Path) -> list[Path]:
+    """One ``<image name>.jpg`` per image: ground truth, prediction, error lines and landmark numbers."""
+    show_dir = Path(show_dir)
+    show_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for p in tqdm(predictions, desc='overlays', unit='image'):
+        image = cv2.imread(p.img_path, cv2.IMREAD_COLOR)
+        if image is None:
+            fail(p.img_path, 'cannot read the image to draw its overlay')
+        overlay = draw_overlay(image, p.gt, p.pred, p.visible, p.spacing, title=Path(p.img_path).name)
+        path = show_dir / f'{Path(p.img_path).stem}.jpg'
+        if not cv2.imwrite(str(path), overlay, [cv2.IMWRITE_JPEG_QUALITY, 92]):
+            fail(path, 'cannot write the overlay image')
+        written.append(path)
+    return written
