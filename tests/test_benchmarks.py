@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,96 @@ def test_results_md_gets_one_header_and_appended_rows(tmp_path: Path) -> None:
         ('seed-baseline_hrnet-w48_msra_512x512', 'mean'), ('seed-baseline_hrnet-w48_msra_512x512', 'senior')]
     assert rows[0]['MRE'] == '1.800' and rows[1]['MRE'] == '1.900' and rows[0]['Train peak RSS GiB'] == '3.00'
     assert rows[0]['Hardware'] == 'AMD EPYC, 2 cores'
+
+
+# ------------------------------------------------------------------------------------------- cpu budget
+def _fake_protocol(tmp_path: Path, num_landmarks: int = 19) -> data.ProtocolData:
+    roots = {name: tmp_path / name for name in ('train', 'test', 'test_senior')}
+    return data.ProtocolData('isbi2015', num_landmarks, roots['train'], roots['train'],
+                             {'mean': roots['test'], 'senior': roots['test_senior']}, tmp_path / 'test_stack.mha',
+                             list(range(1, 151)), 'Test1 (151-300)')
+
+
+def _sizes(node, key: str) -> set:
+    found = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            found |= {tuple(v)} if k == key else _sizes(v, key)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            found |= _sizes(v, key)
+    return found
+
+
+def test_cpu_budget_is_the_same_reduced_schedule_for_every_config(tmp_path: Path, repo_root: Path) -> None:
+    from mmengine.config import Config
+
+    from benchmarks import run
+
+    protocol = _fake_protocol(tmp_path)
+    overrides = {}
+    for name in ('hrnet-w32_udp_512x512', 'seed-baseline_hrnet-w48_msra_512x512'):
+        out = tmp_path / f'{name}.py'
+        _, overrides[name] = run.derive_config(repo_root / 'cldetection_configs' / f'{name}.py', protocol,
+                                               run.CPU_BUDGET, out, pretrained=False)
+        cfg = Config.fromfile(str(out))  # the dumped config loads back as it is
+        assert cfg.train_cfg.max_epochs == run.CPU_BUDGET.max_epochs
+        assert _sizes(cfg._cfg_dict, 'input_size') == {(256, 256)}  # no 512 left anywhere
+        assert _sizes(cfg._cfg_dict, 'heatmap_size') == {(64, 64)}
+        warmup, steps = cfg.param_scheduler
+        # x 10/250: warm-up 500 iterations -> 20, LR steps at epochs 170 / 200 -> 7 / 8
+        assert warmup.end == 20 and steps.milestones == [7, 8] and steps.end <= 10
+        assert cfg.model.head.out_channels == 19 and cfg.model.backbone.init_cfg is None
+        assert cfg.train_dataloader.dataset.num_landmarks == 19
+        assert cfg.train_dataloader.dataset.data_root == str(tmp_path / 'train')
+        assert cfg.val_dataloader.dataset.ann_file == 'valid.json'
+        assert cfg.test_dataloader.dataset.data_root == str(tmp_path / 'test')
+        assert {'type': 'TrainThroughputHook'} in cfg.custom_hooks
+        assert 'benchmarks.hooks' in cfg.custom_imports.imports
+    # identical overrides; only what they were applied to (the config's own values) may differ
+    same = [{k: v for k, v in o.items() if not k.startswith('config_') and k != 'param_scheduler'}
+            for o in overrides.values()]
+    assert same[0] == same[1] and same[0]['schedule_scale'] == pytest.approx(0.04)
+
+
+def test_throughput_hook_counts_training_images_and_time(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from benchmarks.hooks import THROUGHPUT_FILE, TrainThroughputHook
+
+    hook, runner = TrainThroughputHook(), SimpleNamespace(work_dir=str(tmp_path))
+    for _ in range(2):
+        hook.before_train_epoch(runner)
+        for _ in range(3):
+            hook.after_train_iter(runner, 0, data_batch={'inputs': [0] * 4, 'data_samples': [0] * 4})
+        hook.after_train_epoch(runner)
+    written = json.loads((tmp_path / THROUGHPUT_FILE).read_text())
+    assert written['images'] == 24 and written['epochs'] == 2 and written['seconds'] > 0
+    assert written['images_per_s'] == pytest.approx(24 / written['seconds'], rel=1e-2)
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def _row(config: str, split: str, mre: str, sdr2: str, protocol: str = 'cl2023', speed: str = '2.00') -> dict:
+    return {'Date': '2025-01-01', 'Protocol': protocol, 'Split': split, 'Ground truth': 'official',
+            'Config': config, 'Budget': 'cpu', 'MRE': mre, 'SD': '1.000', 'SDR 2mm': sdr2, 'SDR 2.5mm': '80.00',
+            'SDR 3mm': '85.00', 'SDR 4mm': '90.00', 'Train img/s': speed, 'Infer ms/img': '100',
+            'Train peak RSS GiB': '3.00', 'Hardware': 'AMD EPYC, 2 cores', 'Commit': 'abcdef123456'}
+
+
+def test_summary_averages_the_latest_run_of_each_fold(tmp_path: Path) -> None:
+    from benchmarks import summary
+
+    rows = [_row('default', 'fold 0 of 5', '9.000', '10.00'),  # replaced by the rerun of fold 0 below
+            _row('default', 'fold 1 of 5', '3.000', '50.00'),
+            _row('default', 'fold 0 of 5', '2.000', '60.00', speed='4.00'),
+            _row('seed-baseline_x', 'fold 0 of 5', '4.000', '40.00')]
+    groups = {g.config: g for g in summary.group_rows(rows)}
+    default = groups['default']
+    assert default.splits == ['fold 0 of 5', 'fold 1 of 5']
+    assert default.mean['MRE'] == pytest.approx(2.5) and default.sd['MRE'] == pytest.approx(0.7071, abs=1e-4)
+    assert default.mean['SDR 2mm'] == pytest.approx(55.0) and groups['seed-baseline_x'].sd['MRE'] is None
+    text = '\n'.join(summary.summary_lines(list(groups.values())))
+    assert '| cl2023 | official | default | cpu | 2 | 2.500 ± 0.707 |' in text
+    assert '| 0.62 | 1.50 | 1.00 |' in text  # MRE 2.5 / 4.0, train speed 3.0 / 2.0, same inference speed
+    plot = summary.draw_plot(list(groups.values()), tmp_path / 'results.png')
+    assert plot.stat().st_size > 10_000
