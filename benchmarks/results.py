@@ -146,7 +146,8 @@ def result_rows(result: dict) -> list[dict[str, str]]:
             'Train img/s': f'{result["training"]["images_per_s"]:.2f}',
             'Infer ms/img': f'{result["inference"]["ms_per_image"]:.0f}',
             'Train peak RSS GiB': f'{result["training"]["peak_rss_bytes"] / 2 ** 30:.2f}',
-            'Hardware': hardware_label(result['hardware']), 'Commit': result['git_commit'][:12],
+            'Hardware': hardware_label(result['hardware']),
+            'Commit': result['git_commit'][:12] + ('+dirty' if result['git_commit'].endswith('+dirty') else ''),
         })
     return rows
 

@@ -177,6 +177,9 @@ def derive_config(config_path: Path, data: ProtocolData, budget: Optional[Budget
         overrides['param_scheduler'] = set_epochs(cfg, max_epochs, min(int(cfg.train_cfg.get('val_interval', 1)),
                                                                        max_epochs))
         overrides['shortened_to_epochs'] = max_epochs
+    # disk, not results: keep the best checkpoint and only the latest epoch one (~0.8 GB each for HRNet-W48)
+    cfg.default_hooks.checkpoint.max_keep_ckpts = 1
+    overrides['max_keep_ckpts'] = 1
     imports = list(cfg.get('custom_imports', {}).get('imports', []))
     cfg.custom_imports = dict(imports=imports + ['benchmarks.hooks'], allow_failed_imports=False)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='TrainThroughputHook')]
