@@ -9,10 +9,22 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+import numpy as np
+
 from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
 
 from .landmarks import NUM_CL2023_LANDMARKS, cephalometric_metainfo
+
+
+def whole_image_bbox(width: int, height: int) -> np.ndarray:
+    """The box (1 x 4, xyxy) every cephalogram is seen through, in training, step 4 and step 5 alike.
+
+    Step 2 stores the whole image ``[0, 0, w, h]`` (COCO xywh); MMPose's COCO-style loader clips its corners
+    to the last pixel, giving ``[0, 0, w - 1, h - 1]``. The predictor must use exactly this box, or its crops
+    differ slightly from those the model was trained and validated on.
+    """
+    return np.array([[0, 0, width - 1, height - 1]], dtype=np.float32)
 
 
 @DATASETS.register_module()

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from .challenge_io import LandmarkSet, StackInfo, crop_zero_padding, read_stack_info, read_stack_slices
+from .dataset import whole_image_bbox
 from .errors import fail
 from .landmarks import cephalometric_metainfo
 from .metric import DEFAULT_RADII, format_table, radial_errors_mm, summarize_errors
@@ -210,7 +211,7 @@ class LandmarkPredictor:
         """
         height, width = image_rgb.shape[:2]
         data_info = dict(img=np.ascontiguousarray(image_rgb[:, :, ::-1]),
-                         bbox=np.array([[0, 0, width, height]], dtype=np.float32),
+                         bbox=whole_image_bbox(width, height),
                          bbox_score=np.ones(1, dtype=np.float32))
         data_info.update(self.model.dataset_meta)
         return self.pipeline(data_info)

@@ -143,6 +143,8 @@ def test_stack_prediction_equals_mmpose_inference_on_step2_images(predictor, syn
     that step 2 wrote for training and step 4 (same pixels, channel order, box and pipeline)."""
     from mmpose.apis import inference_topdown
 
+    from cldetection.dataset import CephalometricDataset
+
     from cldetection.prepare import prepare_coco_dataset
 
     grey_stack, gt_path = synthetic
@@ -156,9 +158,14 @@ def test_stack_prediction_equals_mmpose_inference_on_step2_images(predictor, syn
                                                       device='cpu', gt_json=gt_path, slices=test_slices,
                                                       progress=False)
     assert sorted(prediction.points) == test_slices and metrics['images'] == len(test_slices)
-    for z in test_slices:
-        reference = inference_topdown(predictor.model, str(tmp_path / 'coco' / 'images' / f'{z}.png'))
-        np.testing.assert_allclose(prediction.points[z], reference[0].pred_instances.keypoints[0], atol=1e-4)
+    # the box as the training / step 4 dataset makes it from step 2's annotation
+    dataset = CephalometricDataset(data_root=str(tmp_path / 'coco'), ann_file='test.json',
+                                   data_prefix=dict(img='images/'), test_mode=True, pipeline=[])
+    for index in range(len(dataset)):
+        info = dataset.get_data_info(index)
+        reference = inference_topdown(predictor.model, info['img_path'], bboxes=info['bbox'], bbox_format='xyxy')
+        np.testing.assert_allclose(prediction.points[info['img_id']], reference[0].pred_instances.keypoints[0],
+                                   atol=1e-4)
 
 
 def predictor_files(predictor: LandmarkPredictor) -> tuple[Path, Path]:
