@@ -10,9 +10,10 @@ from . import compat
 compat.apply()
 
 from .dataset import CephalometricDataset  # noqa: E402  (registration needs compat applied first)
+from .hooks import EpochSeedHook  # noqa: E402
 from .metric import CephalometricMetric  # noqa: E402
 from .transforms import PackCephalometricInputs, RandomXRayIntensity  # noqa: E402
 
 __version__ = '0.1.0'
-__all__ = ['CephalometricDataset', 'CephalometricMetric', 'PackCephalometricInputs', 'RandomXRayIntensity',
+__all__ = ['CephalometricDataset', 'CephalometricMetric', 'EpochSeedHook', 'PackCephalometricInputs', 'RandomXRayIntensity',
            '__version__']
