@@ -15,5 +15,5 @@ from .metric import CephalometricMetric  # noqa: E402
 from .transforms import PackCephalometricInputs, RandomXRayIntensity  # noqa: E402
 
 __version__ = '0.1.0'
-__all__ = ['CephalometricDataset', 'CephalometricMetric', 'EpochSeedHook', 'PackCephalometricInputs', 'RandomXRayIntensity',
-           '__version__']
+__all__ = ['CephalometricDataset', 'CephalometricMetric', 'EpochSeedHook', 'PackCephalometricInputs',
+           'RandomXRayIntensity', '__version__']
