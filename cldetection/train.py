@@ -37,7 +37,11 @@ def latest_checkpoint(work_dir: str | Path) -> Optional[Path]:
     if not pointer.is_file():
         return None
     path = Path(pointer.read_text().strip())
-    return path if path.is_file() else None
+    if path.is_file():
+        return path
+    if (Path(work_dir) / path.name).is_file():  # written relative to another working directory
+        return Path(work_dir) / path.name
+    fail(pointer, f'points at {path}, which does not exist; pass the checkpoint to --resume explicitly')
 
 
 def build_train_config(config: str | Path, *, work_dir: Optional[str | Path] = None,

@@ -1,23 +1,28 @@
-# Tiny CPU config for the demo (`make demo`) and the tests: a small HRNet (widths 16-128, one module per stage)
-# at 256 x 256 input and 64 x 64 UDP heatmaps, a short schedule, no pretrained weights. It learns the synthetic
-# demo data (`python -m cldetection.synthetic`) in a few minutes on 2 CPU cores; it is not meant for real
-# radiographs (use hrnet-w32_udp_512x512.py there).
+# Tiny CPU config for the demo (`make demo`) and the tests: a small HRNet (widths 16-128, one module per stage,
+# 1.3 M parameters) at 256 x 256 input and 64 x 64 UDP heatmaps, a short schedule, no pretrained weights. It
+# learns the synthetic demo data (`python -m cldetection.synthetic`) in a few minutes on 2 CPU cores; it is not
+# meant for real radiographs (use hrnet-w32_udp_512x512.py there).
 _base_ = './hrnet-w32_udp_512x512.py'
 
 pretrained = None
 bbox_padding = 1.1
 
 # ---------------------------------------------------------------------------------------------- schedule
-train_cfg = dict(max_epochs=60, val_interval=10)
+# 40 epochs of 44 demo images at batch 8 = 240 iterations; validation (8 images) is cheap, so every 5 epochs
+train_cfg = dict(max_epochs=40, val_interval=5)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', begin=0, end=30, start_factor=0.01, by_epoch=False),  # warm-up
-    dict(type='MultiStepLR', begin=0, end=60, milestones=[45, 55], gamma=0.2, by_epoch=True),
+    dict(type='MultiStepLR', begin=0, end=40, milestones=[30, 36], gamma=0.2, by_epoch=True),
 ]
-default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=10, max_keep_ckpts=1))
+# best by MRE: on 8 validation images SDR 2.0mm saturates and ties (the first of equals would be kept)
+default_hooks = dict(logger=dict(interval=5),
+                     checkpoint=dict(interval=5, max_keep_ckpts=1, save_best='MRE', rule='less'))
 
 # ------------------------------------------------------------------------------------------------- model
-codec = dict(type='UDPHeatmap', input_size=(256, 256), heatmap_size=(64, 64), sigma=2)
+# sigma 3 rather than 2: on the demo data sigma 2 left some landmarks (gonion) unlearned after 360 iterations
+# (validation MRE 3.5 mm with 580 mm outliers), sigma 3 learned all of them (1.0 mm after 120 iterations)
+codec = dict(type='UDPHeatmap', input_size=(256, 256), heatmap_size=(64, 64), sigma=3)
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_train import TINY_CONFIG, assert_one_line_error, load_script, make_tiny_coco
+from test_train import TINY_CONFIG, assert_one_line_error, load_script, make_tiny_coco, one_torch_thread  # noqa: F401
 
 from cldetection.errors import run_cli
 from cldetection.metric import summarize_errors
@@ -22,16 +22,7 @@ from cldetection.visualize import draw_overlay, read_per_image_errors, sdr_curve
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEP4 = REPO_ROOT / 'step4_test_and_visualize.py'
 METRIC_KEYS = {'MRE', 'MRE_SD', 'SDR 2.0mm', 'SDR 2.5mm', 'SDR 3.0mm', 'SDR 4.0mm'}
-
-
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    """Small CPU forward passes gain nothing from more threads, and on a shared CPU they wait on each other."""
-    import torch
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='module')
@@ -126,13 +117,14 @@ def test_overlay_of_a_grey_image_marks_every_landmark() -> None:
 def test_bad_input_is_one_line_error(coco_dir: Path, checkpoint: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture) -> None:
     data = ['--cfg-options', f'data_root={coco_dir}', '--out-dir', str(tmp_path / 'o')]
-    assert_one_line_error(STEP4, [str(TINY_CONFIG), str(tmp_path / 'missing.pth'), *data], 'checkpoint not found',
+    step4 = load_script(STEP4).main
+    assert_one_line_error(step4, [str(TINY_CONFIG), str(tmp_path / 'missing.pth'), *data], 'checkpoint not found',
                           capsys)
-    assert_one_line_error(STEP4, [str(TINY_CONFIG), str(checkpoint), '--cfg-options', f'data_root={tmp_path}'],
+    assert_one_line_error(step4, [str(TINY_CONFIG), str(checkpoint), '--cfg-options', f'data_root={tmp_path}'],
                           'annotation file of test_dataloader not found', capsys)
     # a checkpoint of another model (19 landmarks) does not load silently into the 38-landmark config
     other_config = tmp_path / 'nineteen.py'
     other_config.write_text(f"_base_ = '{TINY_CONFIG}'\nmodel = dict(head=dict(out_channels=19))\n")
     from cldetection.predict import save_untrained_checkpoint
     other = save_untrained_checkpoint(other_config, tmp_path / 'nineteen.pth')
-    assert_one_line_error(STEP4, [str(TINY_CONFIG), str(other), *data], 'weights do not fit the model', capsys)
+    assert_one_line_error(step4, [str(TINY_CONFIG), str(other), *data], 'weights do not fit the model', capsys)

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -35,6 +36,16 @@ def make_tiny_coco(out_dir: Path, num_images: int = 12) -> Path:
     prepare_coco_dataset(stack, gt, coco, seed=0)
     stack.unlink()
     return coco
+
+
+@pytest.fixture(scope='module')
+def one_torch_thread() -> Iterator[None]:
+    """For in-process tests: small CPU passes gain nothing from more threads, and on a shared CPU the threads
+    wait on each other (use with ``pytestmark = pytest.mark.usefixtures('one_torch_thread')``)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope='module')
@@ -124,11 +135,11 @@ def load_script(path: Path) -> ModuleType:
     return module
 
 
-def assert_one_line_error(script: Path, args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+def assert_one_line_error(main: Callable, args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     """``run_cli`` turns the problem into ``error: ...`` on one line and exit status 2, without a traceback."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(load_script(script).main, args)
+        run_cli(main, args)
     err = capsys.readouterr().err
     assert exit_info.value.code == EXIT_BAD_INPUT, err
     assert err.strip().splitlines()[-1].startswith('error: ') and message in err and 'Traceback' not in err
@@ -136,10 +147,11 @@ def assert_one_line_error(script: Path, args: list[str], message: str, capsys: p
 
 def test_bad_input_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     work_dir = ['--work-dir', str(tmp_path / 'w')]
-    assert_one_line_error(STEP3, [str(tmp_path / 'missing.py')], 'config file not found', capsys)
-    assert_one_line_error(STEP3, [str(TINY_CONFIG), '--cfg-options', f'data_root={tmp_path}', *work_dir],
+    step3 = load_script(STEP3).main
+    assert_one_line_error(step3, [str(tmp_path / 'missing.py')], 'config file not found', capsys)
+    assert_one_line_error(step3, [str(TINY_CONFIG), '--cfg-options', f'data_root={tmp_path}', *work_dir],
                           'annotation file of train_dataloader not found', capsys)
-    assert_one_line_error(STEP3, [str(TINY_CONFIG), '--resume', str(tmp_path / 'nope.pth'), *work_dir],
+    assert_one_line_error(step3, [str(TINY_CONFIG), '--resume', str(tmp_path / 'nope.pth'), *work_dir],
                           'checkpoint to resume from not found', capsys)
     if not torch.cuda.is_available():
-        assert_one_line_error(STEP3, [str(TINY_CONFIG), '--amp', *work_dir], '--amp needs a CUDA GPU', capsys)
+        assert_one_line_error(step3, [str(TINY_CONFIG), '--amp', *work_dir], '--amp needs a CUDA GPU', capsys)
