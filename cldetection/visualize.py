@@ -34,7 +34,7 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float, t
 
 def draw_overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, visible: Optional[np.ndarray] = None,
                  spacing: Optional[float] = None, title: str = '') -> np.ndarray:
-    """Ground truth (green dots) and prediction (red crosses) joined by yellow error lines, numbered 1..K.
+    """Ground truth (green dots) and predictions (red crosses) joined by yellow error lines, numbered 1..K.
 
     Args:
         image: ``H x W x 3`` BGR uint8 (a grey image is converted).
@@ -47,7 +47,7 @@ def draw_overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, visible: O
     gt, pred = np.asarray(gt, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     visible = np.ones(len(gt), dtype=bool) if visible is None else np.asarray(visible, dtype=bool)
     unit = max(canvas.shape[:2]) / 1000.0  # drawing unit: 1 at 1000 px, 2.4 on a real radiograph
-    radius, line, marker = max(2, round(3.5 * unit)), max(1, round(1.5 * unit)), max(6, round(11 * unit))
+    radius, line, marker = max(2, round(3.5 * unit)), max(1, round(1.2 * unit)), max(6, round(8 * unit))
     font_scale, font_thickness = max(0.35, 0.5 * unit), max(1, round(1.1 * unit))
 
     def point(xy: np.ndarray) -> tuple[int, int]:
@@ -56,10 +56,11 @@ def draw_overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, visible: O
     for k in range(len(pred)):  # error lines first, under the markers
         if visible[k]:
             cv2.line(canvas, point(gt[k]), point(pred[k]), ERROR_COLOUR, line, cv2.LINE_AA)
+    for k in range(len(pred)):  # then predictions, then ground truth on top: both stay visible when close
+        cv2.drawMarker(canvas, point(pred[k]), PRED_COLOUR, cv2.MARKER_TILTED_CROSS, marker, line, cv2.LINE_AA)
     for k in range(len(pred)):
         if visible[k]:
             cv2.circle(canvas, point(gt[k]), radius, GT_COLOUR, -1, cv2.LINE_AA)
-        cv2.drawMarker(canvas, point(pred[k]), PRED_COLOUR, cv2.MARKER_TILTED_CROSS, marker, line, cv2.LINE_AA)
     for k in range(len(pred)):
         anchor = gt[k] if visible[k] else pred[k]
         # the number goes on the side away from the prediction, so the error line stays visible
@@ -88,15 +89,17 @@ def _draw_legend(canvas: np.ndarray, lines: list[str], unit: float, radius: int,
     for text in lines:
         y += step
         _text(canvas, text, (x0, y), scale, thickness)
-    y += step
-    cv2.circle(canvas, (x0 + marker // 2, y - step // 4), radius + 1, GT_COLOUR, -1, cv2.LINE_AA)
-    _text(canvas, 'ground truth', (x0 + marker + 8, y), scale, thickness, GT_COLOUR)
-    y += step
-    cv2.drawMarker(canvas, (x0 + marker // 2, y - step // 4), PRED_COLOUR, cv2.MARKER_TILTED_CROSS, marker, line + 1)
-    _text(canvas, 'prediction', (x0 + marker + 8, y), scale, thickness, PRED_COLOUR)
-    y += step
-    cv2.line(canvas, (x0, y - step // 4), (x0 + marker, y - step // 4), ERROR_COLOUR, line + 1, cv2.LINE_AA)
-    _text(canvas, 'error', (x0 + marker + 8, y), scale, thickness, ERROR_COLOUR)
+    symbol = 2 * marker  # width of the legend's symbol column
+    for name, colour in (('ground truth', GT_COLOUR), ('prediction', PRED_COLOUR), ('error', ERROR_COLOUR)):
+        y += step
+        centre = (x0 + symbol // 2, y - step // 4)
+        if name == 'ground truth':
+            cv2.circle(canvas, centre, radius + 1, colour, -1, cv2.LINE_AA)
+        elif name == 'prediction':
+            cv2.drawMarker(canvas, centre, colour, cv2.MARKER_TILTED_CROSS, marker, line + 1, cv2.LINE_AA)
+        else:
+            cv2.line(canvas, (x0, centre[1]), (x0 + symbol, centre[1]), colour, line + 1, cv2.LINE_AA)
+        _text(canvas, name, (x0 + symbol + 8, y), scale, thickness, colour)
 
 
 # ------------------------------------------------------------------------------------------------ CSV input
