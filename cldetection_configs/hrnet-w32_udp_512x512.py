@@ -6,7 +6,7 @@
 #   pretrained=None      no ImageNet initialisation (needed offline; or a URL / path to another checkpoint)
 #   num_landmarks=19     e.g. for ISBI 2015 data (sets the head's out_channels and the datasets)
 _base_ = 'mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w32_udp-8xb64-210e_coco-256x192.py'
-custom_imports = dict(imports=['cldetection', 'cldetection.hooks'], allow_failed_imports=False)
+custom_imports = dict(imports=['cldetection'], allow_failed_imports=False)
 
 data_root = 'data/cl2023_coco/'
 # ImageNet HRNet-W32 weights from OpenMMLab (downloaded at the start of training)

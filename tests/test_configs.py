@@ -28,7 +28,7 @@ def test_config_builds_and_runs_forward_on_cpu(name: str) -> None:
 
     register_all_modules(init_default_scope=True)
     cfg = load_config(CONFIG_DIR / name, {'data_root': '/nonexistent/data', 'pretrained': None})
-    assert cfg.custom_imports['imports'][0] == 'cldetection'
+    assert cfg.custom_imports['imports'] == ['cldetection']  # registers dataset, metric, transforms, hook
     assert cfg.val_evaluator['type'] == 'CephalometricMetric'
     best = (cfg.default_hooks.checkpoint.save_best, cfg.default_hooks.checkpoint.rule)
     assert best == (('MRE', 'less') if name == 'tiny_cpu.py' else ('SDR 2.0mm', 'greater'))
