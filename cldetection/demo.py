@@ -1,8 +1,9 @@
 """``make demo``: the whole pipeline on synthetic data in a few minutes on a CPU.
 
 ``python -m cldetection.demo --work-dir work_dirs/demo`` generates a small synthetic challenge dataset, then
-runs step 2 (COCO dataset), step 3 (training the tiny CPU config) and step 4 (test split: metrics, CSVs,
-plots, overlays), and compares the model with a mean-shape predictor (every landmark at its mean position in
+runs step 2 (COCO dataset), step 3 (training the tiny CPU config), step 4 (test split: metrics, CSVs,
+plots, overlays) and step 5 (the test slices of the stack -> challenge prediction JSON, scored against the
+ground truth; it must agree with step 4), and compares the model with a mean-shape predictor (every landmark at its mean position in
 the training images), scored by the same metric functions on the same test images. Everything stays in the
 work dir::
 
@@ -10,6 +11,7 @@ work dir::
     coco/        images/, train.json, valid.json, test.json   (step 2)
     train/       checkpoints and logs                     (step 3)
     eval_test/   metrics.json, per_landmark.csv, per_image.csv, *.png, overlays/   (step 4)
+    predictions.json                                      (step 5, test slices)
     demo_summary.json
 
 The demo refuses a non-empty work dir; ``--overwrite`` replaces a previous demo's work dir (and nothing else).
@@ -35,6 +37,8 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / 'cldetection_configs' / 'tin
 DEFAULT_NUM_IMAGES = 60
 #: The model must beat the mean shape by at least this factor in MRE for the demo to pass.
 REQUIRED_IMPROVEMENT = 3.0
+#: Step 5 (stack -> JSON) and step 4 (PNGs -> metric) see the same pixels and box: their MREs must agree.
+STEP5_TOLERANCE_MM = 1e-3
 #: Written into the work dir so that ``--overwrite`` only ever deletes a folder the demo made.
 MARKER_FILE = '.cldetection-demo'
 
@@ -82,6 +86,7 @@ def run_demo(work_dir: str | Path, *, num_images: int = DEFAULT_NUM_IMAGES, seed
     ``image_size`` (content height, width) and ``cfg_options`` exist for the tests, which run a shrunken demo.
     """
     from .evaluate import evaluate
+    from .predict import predict_stack_to_json
     from .prepare import prepare_coco_dataset
     from .synthetic import generate_synthetic_dataset
     from .train import best_checkpoint, latest_checkpoint, train
@@ -120,9 +125,14 @@ def run_demo(work_dir: str | Path, *, num_images: int = DEFAULT_NUM_IMAGES, seed
                       cfg_options=options)
     lap('step4 test', t)
 
-    # ---- step 5 (to be added by the lead once cldetection/predict.py lands): predict the test slices of
-    # ---- work_dir/challenge/train_stack.mha with the checkpoint above into a challenge prediction JSON
-    # ---- (and score it with --gt_json); record its path and metrics in the summary below.
+    # step 5 on the challenge stack itself: predict the test slices and score them against the ground truth.
+    # Same pixels, box and pipeline as step 4, so the two MREs must agree (to rounding).
+    t = time.perf_counter()
+    test_slices = [image['id'] for image in json.loads((coco_dir / 'test.json').read_text())['images']]
+    prediction_file = work_dir / 'predictions.json'
+    _, step5_metrics = predict_stack_to_json(config, checkpoint, stack_path, prediction_file, device='cpu',
+                                             gt_json=gt_path, slices=test_slices, progress=False)
+    lap('step5 predict', t)
 
     baseline = mean_shape_metrics(coco_dir / 'train.json', coco_dir / 'test.json')
     model_mre, mean_shape_mre = result.metrics['MRE'], baseline['MRE']
@@ -137,10 +147,13 @@ def run_demo(work_dir: str | Path, *, num_images: int = DEFAULT_NUM_IMAGES, seed
         'config': str(config),
         'checkpoint': str(checkpoint),
         'metrics_file': str(result.files['metrics']),
+        'step5_predictions': str(prediction_file),
+        'step5_MRE': step5_metrics['MRE'],
+        'step5_matches_step4': abs(step5_metrics['MRE'] - model_mre) <= STEP5_TOLERANCE_MM,
         'seconds': seconds,
         'wall_seconds': round(time.perf_counter() - start, 1),
     }
-    summary['passed'] = summary['improvement'] >= REQUIRED_IMPROVEMENT
+    summary['passed'] = summary['improvement'] >= REQUIRED_IMPROVEMENT and summary['step5_matches_step4']
     (work_dir / 'demo_summary.json').write_text(json.dumps(summary, indent=2) + '\n', encoding='utf-8')
     return summary
 
@@ -148,7 +161,7 @@ def run_demo(work_dir: str | Path, *, num_images: int = DEFAULT_NUM_IMAGES, seed
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog='python -m cldetection.demo',
-        description='Synthetic data -> step 2 -> step 3 (tiny CPU model) -> step 4, all inside --work-dir; '
+        description='Synthetic data -> step 2 -> step 3 (tiny CPU model) -> step 4 -> step 5, all inside --work-dir; '
                     'writes demo_summary.json comparing the model with a mean-shape predictor.')
     parser.add_argument('--work-dir', type=Path, default=Path('work_dirs/demo'),
                         help='output folder (default: work_dirs/demo); must be empty or absent')
@@ -161,8 +174,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'demo: model MRE {summary["model_MRE"]:.3f} mm vs mean shape {summary["mean_shape_MRE"]:.3f} mm '
           f'({summary["improvement"]:.1f}x better) in {summary["wall_seconds"]:.0f} s; '
           f'everything is in {args.work_dir}')
-    if not summary['passed']:
+    if summary['improvement'] < REQUIRED_IMPROVEMENT:
         print(f'demo check failed: the model is not {REQUIRED_IMPROVEMENT:.0f}x better than the mean shape')
+    if not summary['step5_matches_step4']:
+        print(f'demo check failed: step 5 MRE {summary["step5_MRE"]:.4f} mm differs from step 4\'s')
+    if not summary['passed']:
         return 1
     return 0
 

@@ -30,7 +30,14 @@ def test_shrunken_demo_runs_every_step_into_the_work_dir(tmp_path: Path) -> None
     assert (work_dir / 'challenge' / 'train_stack.mha').is_file()
     assert len(list((work_dir / 'eval_test' / 'overlays').glob('*.jpg'))) == 2  # 2 test images of 12
     assert list((work_dir / 'train').glob('*.pth'))
-    assert set(on_disk['seconds']) == {'synthetic data', 'step2 prepare', 'step3 train', 'step4 test'}
+    assert set(on_disk['seconds']) == {'synthetic data', 'step2 prepare', 'step3 train', 'step4 test',
+                                       'step5 predict'}
+    # step 5 predicted the test slices of the stack into a challenge JSON, and scores them like step 4
+    predictions = json.loads((work_dir / 'predictions.json').read_text())
+    test_ids = [image['id'] for image in json.loads((work_dir / 'coco' / 'test.json').read_text())['images']]
+    assert sorted({p['point'][2] for p in predictions['points']}) == test_ids
+    assert len(predictions['points']) == 38 * len(test_ids)
+    assert on_disk['step5_MRE'] == pytest.approx(on_disk['model_MRE'], abs=1e-3) and on_disk['step5_matches_step4']
 
 
 def _coco(path: Path, points: list[list[tuple[float, float]]], spacing: float = 0.1) -> Path:
