@@ -59,7 +59,7 @@ def forward_default_model(config: str | Path = DEFAULT_CONFIG, device: Optional[
     inputs = torch.rand(1, 3, height, width, device=device)
     start = time.perf_counter()
     with torch.no_grad():
-        out = model(inputs, mode='tensor')
+        out = model(inputs, None, mode='tensor')
     elapsed = time.perf_counter() - start
     heatmaps = out[0] if isinstance(out, (tuple, list)) else out
     return {'config': str(config), 'device': device, 'input': [1, 3, height, width],

@@ -23,10 +23,32 @@ def fail(path: str | Path | None, problem: str) -> NoReturn:
     raise InputError(path, problem)
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Logs to whatever ``sys.stderr`` is at the time of each message (not the one at set-up), so a script's
+    ``main`` called repeatedly in one process (tests capturing output) never writes to a closed stream."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """INFO-level logging of our modules to stderr, set up once per process."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _CurrentStderrHandler) for h in root.handlers):
+        handler = _CurrentStderrHandler()
+        handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s', '%H:%M:%S'))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
     """Run a step script's ``main``; an ``InputError`` becomes ``error: <file>: <problem>`` and exit 2."""
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s',
-                        datefmt='%H:%M:%S')
+    configure_logging()
     try:
         code = main(argv)
     except InputError as err:

@@ -13,6 +13,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get('CLDETECTION_SHARED_DATA', REPO_ROOT.parent / 'shared' / 'data'))
 
 
+@pytest.fixture(autouse=True)
+def _mmengine_loggers_write_to_live_streams():
+    """MMEngine's loggers keep the stdout/stderr of the test that created them; once pytest closes that
+    capture, later log lines fail with 'Logging error'. Point their console handlers at today's streams."""
+    import logging
+    import sys
+
+    from mmengine.logging import MMLogger
+
+    for logger in list(MMLogger._instance_dict.values()) + [logging.getLogger('mmengine')]:
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler:
+                # plain assignment: setStream() would flush the old, closed stream
+                handler.stream = sys.stdout if getattr(handler.stream, 'name', '') == '<stdout>' else sys.stderr
+    yield
+
+
 @pytest.fixture(scope='session')
 def repo_root() -> Path:
     return REPO_ROOT

@@ -176,8 +176,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_json(tmp_path, capsys, case)
     out = tmp_path / 'out'
     code, err = _run_step2(capsys, *_args(stack, gt, out))
     assert code == EXIT_BAD_INPUT
-    assert err.startswith('error: ') and err.count('\n') == 1 and 'Traceback' not in err
-    assert message in err
+    errors = [line for line in err.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 1 and err.rstrip().endswith(errors[0]) and 'Traceback' not in err  # log lines may precede
+    assert message in errors[0]
     assert not list(out.glob('*.json'))
 
 
