@@ -39,6 +39,8 @@ model = dict(
     head=dict(in_channels=16, decoder=codec))
 
 # -------------------------------------------------------------------------------------------------- data
+# Restated because MMEngine resolves the base file's variables when it is parsed: the base pipelines carry its
+# 512 x 512 codec, so the new codec only reaches the pipelines by writing them again.
 train_pipeline = [
     dict(type='LoadImage'),
     dict(type='GetBBoxCenterScale', padding=bbox_padding),
