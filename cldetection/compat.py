@@ -29,9 +29,10 @@ mmpose 1.3.2, no torchvision.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import types
-from typing import Any
+from typing import Any, Optional
 
 _APPLIED = False
 
@@ -121,6 +122,12 @@ def _allow_checkpoint_globals() -> bool:
     add_safe_globals(checkpoint_safe_globals())
     add_safe_globals([(_history_buffer_getattr, 'builtins.getattr'), (_empty_bytes, 'builtins.bytes')])
     return True
+
+
+def unsafe_checkpoint_global(err: BaseException) -> Optional[str]:
+    """The global a weights-only ``torch.load`` refused (``'module.Name'``), if that is what ``err`` is."""
+    found = re.search(r'Unsupported global: GLOBAL ([\w.]+)', str(err))
+    return found.group(1) if found else None
 
 
 def apply() -> None:

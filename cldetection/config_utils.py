@@ -18,7 +18,7 @@ from typing import Any, Iterator, Optional
 
 from mmengine.config import Config, ConfigDict
 
-from .errors import fail
+from .errors import fail, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +30,14 @@ def load_config(config_path: str | Path, cfg_options: Optional[dict[str, Any]] =
     """Parse ``config_path`` and apply ``cfg_options`` (see module docstring); bad files fail in one line."""
     path = Path(config_path)
     if not path.is_file():
-        fail(path, 'config file not found')
+        fail(path, 'config file not found' if not path.exists() else 'config is not a file')
     try:
         cfg = Config.fromfile(str(path))
     except Exception as err:  # syntax errors, missing _base_ files, ...: one line naming the file
-        fail(path, f'cannot be parsed as an MMEngine config: {type(err).__name__}: {_first_line(err)}')
+        fail(path, f'cannot load the config: {type(err).__name__}: {first_line(err)}')
     if cfg_options:
         apply_cfg_options(cfg, cfg_options)
     return cfg
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else repr(err)
 
 
 def apply_cfg_options(cfg: Config, cfg_options: dict[str, Any]) -> Config:

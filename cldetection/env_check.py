@@ -41,18 +41,18 @@ def forward_default_model(config: str | Path = DEFAULT_CONFIG, device: Optional[
     Returns the output heatmap shape, parameter count and forward time.
     """
     import torch
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmpose.registry import MODELS
+
+    from .config_utils import disable_pretrained, load_config
 
     config = Path(config)
     if not config.is_file():
         raise InputError(config, 'config file not found; run step 1 from the repository root or pass --config')
-    cfg = Config.fromfile(str(config))
+    cfg = load_config(config)
+    disable_pretrained(cfg)  # random init: never download weights here
     init_default_scope(cfg.get('default_scope', 'mmpose'))
-    model_cfg = cfg.model
-    model_cfg.backbone.init_cfg = None  # random init: never download weights here
-    model = MODELS.build(model_cfg).eval()
+    model = MODELS.build(cfg.model).eval()
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     model.to(device)
     width, height = input_size or tuple(cfg.codec.input_size)

@@ -19,6 +19,12 @@ class InputError(Exception):
         super().__init__(f'{self.path}: {problem}' if self.path else problem)
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's first line (or its repr when it has no text), for one-line error messages."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else repr(err)
+
+
 def fail(path: str | Path | None, problem: str) -> NoReturn:
     raise InputError(path, problem)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -25,8 +24,9 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from tqdm import tqdm
 
+from .compat import unsafe_checkpoint_global
 from .config_utils import check_dataset_files, disable_pretrained, load_config
-from .errors import fail
+from .errors import fail, first_line
 from .visualize import draw_overlay, plot_per_landmark_mre, plot_sdr_curve, read_per_image_errors, \
     read_per_landmark_rows
 
@@ -123,9 +123,9 @@ def _load_weights(runner, checkpoint: Path, config: str | Path) -> None:
         fail(checkpoint, f'weights do not fit the model of {Path(config).name}: '
                          f'{(details[0] if details else str(err))[:300]}')
     except Exception as err:
-        unsafe = re.search(r'GLOBAL ([\w.]+)', str(err))
-        problem = (f'holds the Python object {unsafe.group(1)}, which torch will not load with weights_only'
-                   if unsafe else f'{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ""}')
+        unsafe = unsafe_checkpoint_global(err)
+        problem = (f'holds the Python object {unsafe}, which torch will not load with weights_only'
+                   if unsafe else f'{type(err).__name__}: {first_line(err)}')
         fail(checkpoint, f'cannot load the checkpoint: {problem}')
 
 

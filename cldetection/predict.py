@@ -4,7 +4,7 @@
 the checkpoint once (strictly: a checkpoint that does not fit the config is an error, not a warning), then
 streams the slices of a stack one batch at a time. Each slice has its zero padding cropped (bottom and right
 only, so pixel coordinates stay those of the stack), goes through the config's test pipeline with the
-whole-image box ``[0, 0, w, h]`` -- the box step 2 writes for every training image -- and is predicted. The
+whole-image box that training and step 4 use (:func:`cldetection.dataset.whole_image_bbox`) and is predicted. The
 keypoints MMPose returns are in input-image pixels, which are therefore stack pixels.
 
 Checkpoints are read by MMEngine's loader, i.e. ``torch.load`` with ``weights_only=True`` under the allow-list
@@ -26,8 +26,10 @@ import torch
 from tqdm import tqdm
 
 from .challenge_io import LandmarkSet, StackInfo, crop_zero_padding, read_stack_info, read_stack_slices
+from .compat import unsafe_checkpoint_global
+from .config_utils import disable_pretrained, load_config
 from .dataset import whole_image_bbox
-from .errors import fail
+from .errors import fail, first_line
 from .landmarks import cephalometric_metainfo
 from .metric import DEFAULT_RADII, format_table, radial_errors_mm, summarize_errors
 
@@ -57,27 +59,20 @@ def resolve_device(device: str = 'auto') -> str:
 
 
 def _load_config(config_file: Path):
-    """The MMEngine config, with a one-line error for anything that keeps it from being usable here."""
-    from mmengine.config import Config
+    """The MMEngine config, with a one-line error for anything that keeps it from being usable here.
 
-    if not config_file.is_file():
-        fail(config_file, 'config file not found' if not config_file.exists() else 'config is not a file')
-    try:
-        cfg = Config.fromfile(str(config_file))
-    except Exception as err:  # a config is Python: any error in it is the user's file, not our bug
-        fail(config_file, f'cannot load the config: {type(err).__name__}: {_first_line(err)}')
+    Inference never needs pretrained initial weights, so any ``Pretrained`` ``init_cfg`` is switched off: no
+    download, whatever the config says.
+    """
+    cfg = load_config(config_file)
     if 'model' not in cfg:
         fail(config_file, 'config has no "model"')
     try:
         cfg.test_dataloader.dataset.pipeline
     except AttributeError:
         fail(config_file, 'config has no test_dataloader.dataset.pipeline (needed to prepare images)')
+    disable_pretrained(cfg)
     return cfg
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else repr(err)
 
 
 def _read_checkpoint(checkpoint_file: Path) -> dict:
@@ -89,13 +84,12 @@ def _read_checkpoint(checkpoint_file: Path) -> dict:
     try:
         checkpoint = CheckpointLoader.load_checkpoint(str(checkpoint_file), map_location='cpu')
     except Exception as err:
-        text = str(err)
-        unsafe = re.search(r'Unsupported global: GLOBAL ([\w.]+)', text)
+        unsafe = unsafe_checkpoint_global(err)
         if unsafe:
-            fail(checkpoint_file, f'checkpoint holds the Python object {unsafe.group(1)}, which torch will not '
+            fail(checkpoint_file, f'checkpoint holds the Python object {unsafe}, which torch will not '
                                   'load safely (weights_only); if the file comes from a trusted MMEngine run, '
                                   'that global belongs in cldetection/compat.py')
-        fail(checkpoint_file, f'cannot read the weights: {type(err).__name__}: {_first_line(err)}')
+        fail(checkpoint_file, f'cannot read the weights: {type(err).__name__}: {first_line(err)}')
     if not isinstance(checkpoint, dict):
         fail(checkpoint_file, f'not an MMEngine checkpoint: it holds a {type(checkpoint).__name__}, not a dict')
     return checkpoint
@@ -183,13 +177,10 @@ class LandmarkPredictor:
         cfg = _load_config(self.config_file)
         checkpoint = _read_checkpoint(self.checkpoint_file)
         state = _state_dict(checkpoint, self.checkpoint_file)
-        # Inference never needs pretrained initial weights: no download, whatever the config says.
-        if 'init_cfg' in cfg.model.get('backbone', {}):
-            cfg.model.backbone.init_cfg = None
         try:
             model = init_model(cfg, checkpoint=None, device='cpu')
         except Exception as err:
-            fail(self.config_file, f'cannot build the model: {type(err).__name__}: {_first_line(err)}')
+            fail(self.config_file, f'cannot build the model: {type(err).__name__}: {first_line(err)}')
         _check_weights_fit(model, state, self.checkpoint_file, self.config_file)
         load_state_dict(model, state, strict=True)
         model.dataset_meta = _dataset_meta(cfg, checkpoint)
@@ -380,8 +371,6 @@ def save_untrained_checkpoint(config_file: str | Path, out_path: str | Path, see
     from mmpose.apis import init_model
 
     cfg = _load_config(Path(config_file))
-    if 'init_cfg' in cfg.model.get('backbone', {}):
-        cfg.model.backbone.init_cfg = None
     torch.manual_seed(seed)
     model = init_model(cfg, checkpoint=None, device='cpu')
     model.init_weights()
