@@ -170,6 +170,14 @@ def crop_zero_padding(image: np.ndarray) -> np.ndarray:
     return image[:rows[-1] + 1, :cols[-1] + 1]
 
 
+def check_fits_challenge_slice(height: int, width: int, source: str | Path = '<image>',
+                               shape: tuple[int, int] = CHALLENGE_SLICE_SHAPE) -> None:
+    """Fail unless a ``height x width`` image fits in a challenge slice (padding only adds, never crops)."""
+    if height > shape[0] or width > shape[1]:
+        fail(source, f'image is {height} x {width} (height x width), larger than the challenge slice '
+                     f'{shape[0]} x {shape[1]}; downscale it first')
+
+
 def pad_to_challenge_slice(image: np.ndarray, source: str | Path = '<image>',
                            shape: tuple[int, int] = CHALLENGE_SLICE_SHAPE) -> np.ndarray:
     """Return ``image`` as 3 x uint8 zero-padded right and bottom to ``shape`` (height, width)."""
@@ -182,9 +190,7 @@ def pad_to_challenge_slice(image: np.ndarray, source: str | Path = '<image>',
     elif image.ndim != 3 or image.shape[2] != 3:
         fail(source, f'image shape is {image.shape}, expected H x W grey or H x W x 3')
     h, w = image.shape[:2]
-    if h > shape[0] or w > shape[1]:
-        fail(source, f'image is {h} x {w} (height x width), larger than the challenge slice '
-                     f'{shape[0]} x {shape[1]}; downscale it first')
+    check_fits_challenge_slice(h, w, source, shape)
     out = np.zeros((shape[0], shape[1], 3), dtype=np.uint8)
     out[:h, :w] = image
     return out

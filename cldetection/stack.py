@@ -19,7 +19,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .challenge_io import CHALLENGE_SLICE_SHAPE, pad_to_challenge_slice, write_stack
+from .challenge_io import CHALLENGE_SLICE_SHAPE, check_fits_challenge_slice, write_stack
 from .errors import fail, run_cli
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,7 @@ def check_image(path: Path, shape: tuple[int, int] = CHALLENGE_SLICE_SHAPE) -> t
         if image.mode not in _ACCEPTED_MODES:
             fail(path, f'image mode is {image.mode}; the stack needs 8-bit grey or RGB images '
                        '(convert 16-bit or images with transparency first)')
-    if height > shape[0] or width > shape[1]:
-        fail(path, f'image is {height} x {width} (height x width), larger than the challenge slice '
-                   f'{shape[0]} x {shape[1]}; downscale it first')
+    check_fits_challenge_slice(height, width, path, shape)
     return height, width
 
 
@@ -85,7 +83,7 @@ def build_stack(images: Sequence[str | Path], out: str | Path, overwrite: bool =
     def slices() -> Iterator[np.ndarray]:
         for z, path in enumerate(tqdm(images, desc='stack', unit='slice', disable=not progress), start=1):
             logger.debug('slice %d: %s', z, path)
-            yield pad_to_challenge_slice(load_slice_image(path), path)
+            yield load_slice_image(path)  # checked above; write_stack pads it
 
     write_stack(slices(), out, len(images))
     logger.info('wrote %s: %d slices of %d x %d x 3 uint8', out, len(images), *CHALLENGE_SLICE_SHAPE)
