@@ -48,9 +48,19 @@ def summarize_errors(errors_mm: np.ndarray, visible: Optional[np.ndarray] = None
     if valid.size == 0:
         return {'MRE': float('nan'), 'MRE_SD': float('nan'), **{sdr_key(r): float('nan') for r in radii}}
     result = {'MRE': float(valid.mean()), 'MRE_SD': float(valid.std())}
-    for r in radii:
-        result[sdr_key(r)] = float(100.0 * np.mean(valid <= r + _TOLERANCE_MM))
+    for r, rate in zip(radii, success_rates(valid, radii)):
+        result[sdr_key(r)] = float(rate)
     return result
+
+
+def success_rates(errors_mm: np.ndarray, radii: Sequence[float]) -> np.ndarray:
+    """Percentage of the finite ``errors_mm`` that are <= each radius (an error equal to the radius counts)."""
+    valid = np.asarray(errors_mm, dtype=np.float64).ravel()
+    valid = np.sort(valid[np.isfinite(valid)])
+    if valid.size == 0:
+        return np.full(len(radii), np.nan)
+    return 100.0 * np.searchsorted(valid, np.asarray(radii, dtype=np.float64) + _TOLERANCE_MM,
+                                   side='right') / valid.size
 
 
 def per_landmark_rows(errors_mm: np.ndarray, visible: np.ndarray, names: Sequence[str],

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from .metric import DEFAULT_RADII, sdr_key
+from .metric import DEFAULT_RADII, sdr_key, success_rates
 
 #: BGR colours: ground truth green, prediction red, error line yellow (distinct also in greyscale print).
 GT_COLOUR = (60, 220, 60)
@@ -165,23 +165,14 @@ def plot_per_landmark_mre(rows: Sequence[dict], path: str | Path, overall_mre: O
     return path
 
 
-def sdr_curve(errors_mm: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Percentage of (finite) errors <= each radius; the same 1e-9 mm tolerance as the metric."""
-    valid = np.asarray(errors_mm, dtype=np.float64)
-    valid = np.sort(valid[np.isfinite(valid)])
-    if valid.size == 0:
-        return np.full(len(radii), np.nan)
-    return 100.0 * np.searchsorted(valid, np.asarray(radii) + 1e-9, side='right') / valid.size
-
-
 def plot_sdr_curve(errors_mm: np.ndarray, path: str | Path, max_radius: float = 5.0,
                    marked_radii: Sequence[float] = DEFAULT_RADII) -> Path:
     """Success detection rate against radius (0 to ``max_radius`` mm), the challenge radii marked."""
     plt = _pyplot()
     radii = np.linspace(0.0, max_radius, 501)
     fig, ax = plt.subplots(figsize=(6.4, 4.5), dpi=120)
-    ax.plot(radii, sdr_curve(errors_mm, radii), color='#4878b8', linewidth=2)
-    marked = sdr_curve(errors_mm, np.asarray(marked_radii))
+    ax.plot(radii, success_rates(errors_mm, radii), color='#4878b8', linewidth=2)
+    marked = success_rates(errors_mm, marked_radii)
     ax.plot(marked_radii, marked, 'o', color='#d62728', markersize=5, label='challenge radii')
     for r in marked_radii:
         ax.axvline(r, color='#999999', linestyle=':', linewidth=0.8)

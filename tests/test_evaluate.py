@@ -17,7 +17,8 @@ from test_train import TINY_CONFIG, assert_one_line_error, load_script, make_tin
 
 from cldetection.errors import run_cli
 from cldetection.metric import summarize_errors
-from cldetection.visualize import draw_overlay, read_per_image_errors, sdr_curve
+from cldetection.metric import success_rates
+from cldetection.visualize import draw_overlay, read_per_image_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STEP4 = REPO_ROOT / 'step4_test_and_visualize.py'
@@ -101,7 +102,7 @@ def test_other_splits_use_their_annotations(coco_dir: Path, checkpoint: Path, tm
 
 def test_sdr_curve_counts_errors_within_each_radius() -> None:
     errors = np.array([[0.5, 2.0, 3.0, np.nan], [4.5, 1.0, 2.5, 6.0]])
-    assert sdr_curve(errors, np.array([0.0, 2.0, 2.5, 5.0])).tolist() == pytest.approx(
+    assert success_rates(errors, np.array([0.0, 2.0, 2.5, 5.0])).tolist() == pytest.approx(
         [0.0, 300 / 7, 400 / 7, 600 / 7])
 
 
