@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .challenge_io import write_json_atomic
 from .errors import fail, run_cli
 from .metric import radial_errors_mm, summarize_errors
 
@@ -154,7 +155,7 @@ def run_demo(work_dir: str | Path, *, num_images: int = DEFAULT_NUM_IMAGES, seed
         'wall_seconds': round(time.perf_counter() - start, 1),
     }
     summary['passed'] = summary['improvement'] >= REQUIRED_IMPROVEMENT and summary['step5_matches_step4']
-    (work_dir / 'demo_summary.json').write_text(json.dumps(summary, indent=2) + '\n', encoding='utf-8')
+    write_json_atomic(summary, work_dir / 'demo_summary.json')
     return summary
 
 

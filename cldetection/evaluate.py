@@ -12,7 +12,6 @@ and with ``show_dir``, one ``<image>.jpg`` overlay per image (see :func:`cldetec
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from tqdm import tqdm
 
+from .challenge_io import write_json_atomic
 from .compat import unsafe_checkpoint_global
 from .config_utils import check_dataset_files, disable_pretrained, load_config
 from .errors import fail, first_line
@@ -151,7 +151,7 @@ def evaluate(config: str | Path, checkpoint: str | Path, *, split: str = 'test',
 
     files = {'metrics': out_dir / METRICS_FILE, 'per_landmark': out_dir / PER_LANDMARK_CSV,
              'per_image': out_dir / PER_IMAGE_CSV}
-    files['metrics'].write_text(json.dumps(metrics, indent=2) + '\n', encoding='utf-8')
+    write_json_atomic(metrics, files['metrics'])
     errors = read_per_image_errors(files['per_image'])
     files['per_landmark_mre'] = plot_per_landmark_mre(read_per_landmark_rows(files['per_landmark']),
                                                       out_dir / 'per_landmark_mre.png', overall_mre=metrics['MRE'])
