@@ -35,7 +35,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from cldetection.challenge_io import LandmarkSet, load_landmarks, write_json_atomic
+from cldetection.challenge_io import load_landmarks, write_json_atomic
 from cldetection.errors import fail, run_cli
 
 from .data import DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, PROTOCOLS, ProtocolData, image_ids, prepare_protocol
@@ -71,20 +71,6 @@ INFER_DEVICE = 'cpu'
 
 
 # ---------------------------------------------------------------------------------------- the config
-def _loader_datasets(loader: dict) -> list[dict]:
-    """The datasets of one dataloader that read an annotation file (wrappers descended)."""
-    found, stack = [], [loader.get('dataset')]
-    while stack:
-        dataset = stack.pop()
-        if not isinstance(dataset, dict):
-            continue
-        if 'ann_file' in dataset:
-            found.append(dataset)
-        stack.append(dataset.get('dataset'))
-        stack.extend(dataset.get('datasets') or [])
-    return found
-
-
 def _scale_schedule(cfg: Any, factor: float) -> list[dict]:
     """Scale every LR / momentum scheduler's positions by ``factor`` (in place); return the new schedulers."""
     schedulers = cfg.get('param_scheduler') or []
@@ -157,7 +143,7 @@ def derive_config(config_path: Path, data: ProtocolData, budget: Optional[Budget
 
     ``max_epochs`` shortens the budgeted schedule further (smoke tests; recorded as ``shortened_to_epochs``).
     """
-    from cldetection.config_utils import load_config, set_num_landmarks, set_pretrained
+    from cldetection.config_utils import iter_dataset_cfgs, load_config, set_num_landmarks, set_pretrained
 
     cfg = load_config(config_path)
     set_num_landmarks(cfg, data.num_landmarks)
@@ -167,7 +153,7 @@ def derive_config(config_path: Path, data: ProtocolData, budget: Optional[Budget
     roots = {'train_dataloader': (data.train_root, 'train.json'), 'val_dataloader': (data.valid_root, 'valid.json'),
              'test_dataloader': (primary_test, 'test.json')}
     for key, (root, ann_file) in roots.items():
-        datasets = _loader_datasets(cfg.get(key) or {})
+        datasets = [d for d in iter_dataset_cfgs(cfg, (key,)) if 'ann_file' in d]
         if len(datasets) != 1:
             fail(config_path, f'{key} has {len(datasets)} annotated datasets; the benchmark needs exactly one')
         datasets[0].update(data_root=str(root), ann_file=ann_file, data_prefix=dict(img='images/'))
@@ -236,11 +222,6 @@ def _per_image_errors(csv_path: Path) -> dict[int, list[float]]:
                 for r in csv.DictReader(f)}
 
 
-def _subset(ground_truth: LandmarkSet, slices: Sequence[int]) -> LandmarkSet:
-    return LandmarkSet(ground_truth.path, {z: ground_truth.points[z] for z in slices},
-                       {z: ground_truth.spacing[z] for z in slices})
-
-
 def time_inference(config: Path, checkpoint: Path, data: ProtocolData, ground_truth: Path,
                    step4_per_image: Path, num_images: int) -> dict[str, Any]:
     """ms per image on the step 5 path (model load and a warm-up slice excluded), and its MRE vs step 4's."""
@@ -250,7 +231,7 @@ def time_inference(config: Path, checkpoint: Path, data: ProtocolData, ground_tr
     warm_up, timed = data.test_slices[0], data.test_slices[1:num_images + 1]
     predictor.predict_stack(data.test_stack, slices=[warm_up], progress=False)
     prediction = predictor.predict_stack(data.test_stack, slices=timed, progress=False)
-    metrics = evaluate_points(prediction.points, _subset(load_landmarks(ground_truth), timed))
+    metrics = evaluate_points(prediction.points, load_landmarks(ground_truth).subset(timed))
     step4_errors = _per_image_errors(step4_per_image)
     step4_mre = float(np.mean([e for z in timed for e in step4_errors[z]]))
     if abs(metrics['MRE'] - step4_mre) > 0.01 * max(step4_mre, 1e-9) + 1e-6:

@@ -249,6 +249,12 @@ class LandmarkSet:
     def num_landmarks(self) -> int:
         return max((max(p) for p in self.points.values() if p), default=0)
 
+    def subset(self, slices: Iterable[int]) -> 'LandmarkSet':
+        """The same file's points (and spacings) of ``slices`` only."""
+        slices = list(slices)
+        return LandmarkSet(self.path, {z: self.points[z] for z in slices},
+                           {z: self.spacing[z] for z in slices if z in self.spacing})
+
     def missing_landmarks(self, num_landmarks: int | None = None) -> dict[int, list[int]]:
         """Slices that lack some of landmarks ``1..num_landmarks``: ``{z: [missing names]}``."""
         n = num_landmarks or self.num_landmarks

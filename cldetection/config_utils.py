@@ -53,8 +53,8 @@ def apply_cfg_options(cfg: Config, cfg_options: dict[str, Any]) -> Config:
     return cfg
 
 
-def iter_dataset_cfgs(cfg: Config) -> Iterator[ConfigDict]:
-    """Every dataset config of every dataloader, including those inside dataset wrappers."""
+def iter_dataset_cfgs(cfg: Config, keys: tuple[str, ...] = DATALOADER_KEYS) -> Iterator[ConfigDict]:
+    """Every dataset config of the dataloaders ``keys`` (default: all), including those inside wrappers."""
     seen: set[int] = set()
 
     def walk(dataset: Any) -> Iterator[ConfigDict]:
@@ -66,7 +66,7 @@ def iter_dataset_cfgs(cfg: Config) -> Iterator[ConfigDict]:
         for inner in dataset.get('datasets') or []:  # CombinedDataset, ConcatDataset
             yield from walk(inner)
 
-    for key in DATALOADER_KEYS:
+    for key in keys:
         loader = cfg.get(key)
         if isinstance(loader, dict):
             yield from walk(loader.get('dataset'))

@@ -322,7 +322,7 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
     stack -- and the JSON is written atomically, so a failed run writes nothing. Returns the prediction and
     the metrics (``None`` without ``gt_json``).
     """
-    from .challenge_io import LandmarkSet, load_landmarks, prediction_document, write_json_atomic
+    from .challenge_io import load_landmarks, prediction_document, write_json_atomic
 
     save_json_path = Path(save_json_path)
     if save_json_path.exists() and not overwrite:
@@ -345,8 +345,7 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
             if unlabelled:
                 fail(ground_truth.path, f'has no points for slice {unlabelled[0]} ({len(unlabelled)} of the '
                                         f'{len(slices)} slices to predict)')
-            ground_truth = LandmarkSet(ground_truth.path, {z: ground_truth.points[z] for z in slices},
-                                       {z: ground_truth.spacing[z] for z in slices})
+            ground_truth = ground_truth.subset(slices)
     predictor = LandmarkPredictor(config_file, checkpoint_file, device=device, batch_size=batch_size)
     if ground_truth is not None and ground_truth.num_landmarks > predictor.num_landmarks:
         fail(ground_truth.path, f'has {ground_truth.num_landmarks} landmarks, the model predicts '
