@@ -52,6 +52,16 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+def check_output_file(path: str | Path, overwrite: bool) -> Path:
+    """Refuse to replace an existing file unless the user passed ``--overwrite`` (nothing is ever lost)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        fail(path, 'already exists; pass --overwrite to replace it')
+    if path.exists() and not path.is_file():
+        fail(path, 'exists and is not a file')
+    return path
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
     """Run a step script's ``main``; an ``InputError`` becomes ``error: <file>: <problem>`` and exit 2."""
     configure_logging()

@@ -31,7 +31,7 @@ import numpy as np
 
 from .challenge_io import (PREDICTION_NAME, PREDICTION_TYPE, StackInfo, load_landmarks, prediction_document,
                            read_stack_info, write_json_atomic)
-from .errors import fail, run_cli
+from .errors import check_output_file, fail, run_cli
 from .predict import LandmarkPredictor, add_model_arguments
 
 logger = logging.getLogger(__name__)
@@ -65,10 +65,7 @@ def find_input_stacks(input_dir: str | Path) -> list[Path]:
 def _output_path(output_dir: Path, overwrite: bool) -> Path:
     if output_dir.exists() and not output_dir.is_dir():
         fail(output_dir, 'output path exists and is not a folder')
-    path = output_dir / OUTPUT_NAME
-    if path.exists() and not overwrite:
-        fail(path, 'already exists; pass --overwrite to replace it')
-    return path
+    return check_output_file(output_dir / OUTPUT_NAME, overwrite)
 
 
 def run_algorithm(input_dir: str | Path, output_dir: str | Path, config_file: str | Path,

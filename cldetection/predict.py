@@ -29,7 +29,7 @@ from .challenge_io import LandmarkSet, StackInfo, crop_zero_padding, read_stack_
 from .compat import unsafe_checkpoint_global
 from .config_utils import disable_pretrained, load_config
 from .dataset import whole_image_bbox
-from .errors import fail, first_line
+from .errors import check_output_file, fail, first_line
 from .landmarks import cephalometric_metainfo
 from .metric import DEFAULT_RADII, format_table, radial_errors_mm, summarize_errors
 
@@ -324,11 +324,7 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
     """
     from .challenge_io import load_landmarks, prediction_document, write_json_atomic
 
-    save_json_path = Path(save_json_path)
-    if save_json_path.exists() and not overwrite:
-        fail(save_json_path, 'already exists; pass --overwrite to replace it')
-    if save_json_path.exists() and not save_json_path.is_file():
-        fail(save_json_path, 'exists and is not a file')
+    save_json_path = check_output_file(save_json_path, overwrite)
     info = read_stack_info(stack_path)
     if slices is not None:
         slices = sorted({int(z) for z in slices})

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .challenge_io import CHALLENGE_SLICE_SHAPE, check_fits_challenge_slice, write_stack
-from .errors import fail, run_cli
+from .errors import check_output_file, fail, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +71,7 @@ def build_stack(images: Sequence[str | Path], out: str | Path, overwrite: bool =
         fail(None, 'no images given (--images A.png B.jpg ...)')
     if out.suffix.lower() != '.mha':
         fail(out, 'the stack must be a .mha file (MetaImage with the pixels inside)')
-    if out.exists() and not overwrite:
-        fail(out, 'already exists; pass --overwrite to replace it')
-    if out.exists() and not out.is_file():
-        fail(out, 'exists and is not a file')
+    check_output_file(out, overwrite)
     if any(p.resolve() == out.resolve() for p in images):
         fail(out, 'is also one of the input images')
     for path in images:  # check everything first: a bad 300th image must not cost 299 slices of writing

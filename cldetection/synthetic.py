@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .challenge_io import CHALLENGE_SLICE_SHAPE, ground_truth_document, write_json_atomic, write_stack
-from .errors import fail, run_cli
+from .errors import check_output_file, fail, run_cli
 from .landmarks import NUM_CL2023_LANDMARKS
 
 logger = logging.getLogger(__name__)
@@ -495,8 +495,7 @@ def generate_synthetic_dataset(out_dir: str | Path, num_images: int = 40, seed: 
         fail(out_dir, 'exists and is not a folder')
     stack_path, gt_path = out_dir / STACK_FILE_NAME, out_dir / GT_FILE_NAME
     for path in stack_path, gt_path:
-        if path.exists() and not overwrite:
-            fail(path, 'already exists; pass --overwrite to replace it')
+        check_output_file(path, overwrite)
     points: dict[int, dict[int, tuple[float, float]]] = {}
 
     def slices() -> Iterator[np.ndarray]:
