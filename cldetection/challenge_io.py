@@ -16,6 +16,7 @@ import math
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -36,10 +37,25 @@ def _current_umask() -> int:
     return mask
 
 
-def atomic_replace(tmp: str | Path, path: str | Path) -> None:
-    """Give a finished temporary file normal permissions (mkstemp makes it 0600), then rename it into place."""
-    os.chmod(tmp, 0o666 & ~_current_umask())
-    os.replace(tmp, path)
+@contextmanager
+def atomic_output(path: str | Path, suffix: str = '.part') -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error, it becomes ``path``.
+
+    So an interrupted or failed write never leaves a complete-looking (or half-written) file under the real
+    name. The file gets normal permissions (``mkstemp`` makes it 0600). ``suffix`` matters to writers that
+    choose the format by extension (OpenCV).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 # ----------------------------------------------------------------------------------------------- stack
@@ -209,23 +225,16 @@ def write_stack(slices: Iterable[np.ndarray], path: str | Path, num_slices: int,
               'CenterOfRotation = 0 0 0\nAnatomicalOrientation = RAI\nElementSpacing = 1 1 1\n'
               f'DimSize = {shape[1]} {shape[0]} {num_slices}\nElementNumberOfChannels = 3\n'
               'ElementType = MET_UCHAR\nElementDataFile = LOCAL\n')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
     written = 0
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(header.encode('ascii'))
-            for image in slices:
-                written += 1
-                if written > num_slices:
-                    raise ValueError(f'more than the announced {num_slices} slices')
-                f.write(pad_to_challenge_slice(image, f'slice {written}', shape).tobytes())
+    with atomic_output(path) as tmp, open(tmp, 'wb') as f:
+        f.write(header.encode('ascii'))
+        for image in slices:
+            written += 1
+            if written > num_slices:
+                raise ValueError(f'more than the announced {num_slices} slices')
+            f.write(pad_to_challenge_slice(image, f'slice {written}', shape).tobytes())
         if written != num_slices:
             raise ValueError(f'got {written} slices, announced {num_slices}')
-        atomic_replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -354,15 +363,8 @@ def prediction_document(points: dict[int, Sequence[Sequence[float]]]) -> dict:
 def write_json_atomic(document: Any, path: str | Path, indent: int | None = 2) -> Path:
     """Write JSON under a temporary name in the same folder, then rename: never a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.part', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            json.dump(document, f, indent=indent)
-            f.flush()
-            os.fsync(f.fileno())
-        atomic_replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(document, f, indent=indent)
+        f.flush()
+        os.fsync(f.fileno())
     return path

@@ -17,8 +17,6 @@ complete-looking JSON or a half-written image.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -27,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .challenge_io import (LandmarkSet, atomic_replace, crop_zero_padding, load_landmarks, read_stack_info,
+from .challenge_io import (LandmarkSet, atomic_output, crop_zero_padding, load_landmarks, read_stack_info,
                            read_stack_slices, write_json_atomic)
 from .errors import fail
 from .landmarks import landmark_names
@@ -127,15 +125,9 @@ def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
 
 
 def _write_png_atomic(image_rgb: np.ndarray, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.png', dir=path.parent)
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, np.ascontiguousarray(image_rgb[:, :, ::-1])):  # OpenCV writes BGR
+    with atomic_output(path, suffix='.png') as tmp:  # OpenCV picks the format by extension
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(image_rgb[:, :, ::-1])):  # OpenCV writes BGR
             fail(path, 'could not write the PNG (disk full or no permission?)')
-        atomic_replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ---------------------------------------------------------------------------------------------- step 2
