@@ -1,6 +1,7 @@
 """Step 1: check that the installed stack works: versions, then one forward pass of the default model.
 
-Every failure raises ``InputError`` with an actionable one-line message (usually: run ``make install``).
+A broken install fails at step 1's first ``import cldetection`` (one line: run ``make install``); a missing
+config here raises ``InputError`` with an actionable one-line message.
 """
 from __future__ import annotations
 
@@ -14,20 +15,19 @@ from .errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / 'cldetection_configs' / 'hrnet-w32_udp_512x512.py'
-#: The distributions whose versions step 1 reports, in import order (torch first: MMEngine imports it).
+#: The packages whose versions step 1 reports.
 REPORTED_PACKAGES: tuple[str, ...] = ('torch', 'numpy', 'mmengine', 'mmcv', 'mmpose', 'cldetection')
 
 
 def collect_versions() -> dict[str, str]:
-    """Python, torch (+ CUDA), mmengine, mmcv, mmpose and cldetection versions; raises if one is missing."""
+    """Python, torch (+ CUDA), mmengine, mmcv, mmpose and cldetection versions.
+
+    All of them are already imported by the time this module is (it lives in ``cldetection``, whose import
+    pulls in the stack); a broken install is reported where that first import happens, in step 1.
+    """
     versions = {'python': platform.python_version()}
     for name in REPORTED_PACKAGES:
-        try:
-            module = importlib.import_module(name)  # cldetection before mmpose's submodules: applies compat
-        except Exception as err:  # noqa: BLE001 - any import failure is reported the same way
-            raise InputError(None, f'cannot import {name} ({type(err).__name__}: {err}); '
-                                   'run `make install` (or `pip install --no-deps -r requirements.lock`)') from err
-        versions[name] = getattr(module, '__version__', 'unknown')
+        versions[name] = getattr(importlib.import_module(name), '__version__', 'unknown')
     import torch
     versions['cuda'] = (f'{torch.version.cuda} ({torch.cuda.device_count()} GPU(s): '
                         f'{torch.cuda.get_device_name(0)})' if torch.cuda.is_available() else 'not available')
