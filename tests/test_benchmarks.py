@@ -214,6 +214,18 @@ def test_summary_averages_the_latest_run_of_each_fold(tmp_path: Path) -> None:
     assert default.mean['SDR 2mm'] == pytest.approx(55.0) and groups['seed-baseline_x'].sd['MRE'] is None
     text = '\n'.join(summary.summary_lines(list(groups.values())))
     assert '| cl2023 | official | default | cpu | 2 | 2.500 ± 0.707 |' in text
-    assert '| 0.62 | 1.50 | 1.00 |' in text  # MRE 2.5 / 4.0, train speed 3.0 / 2.0, same inference speed
+    # ratios pair the folds both ran (fold 0 only): MRE 2.0 / 4.0, train speed 4.0 / 2.0, same inference speed
+    assert '| 0.50 | 2.00 | 1.00 |' in text
+    assert summary.paired_ratio(default, None, 'MRE') is None
     plot = summary.draw_plot(list(groups.values()), tmp_path / 'results.png')
     assert plot.stat().st_size > 10_000
+
+
+def test_summary_ratio_needs_a_fold_both_configs_ran() -> None:
+    from benchmarks import summary
+
+    groups = {g.config: g for g in summary.group_rows([_row('default', 'fold 0 of 5', '2.000', '60.00'),
+                                                       _row('seed-baseline_x', 'fold 3 of 5', '4.000', '40.00')])}
+    assert summary.paired_ratio(groups['default'], groups['seed-baseline_x'], 'MRE') is None
+    line = next(l for l in summary.summary_lines(list(groups.values())) if '| default |' in l)
+    assert '| – | – | – |' in line
