@@ -195,13 +195,20 @@ def hardware() -> dict[str, Any]:
             'torch': torch.__version__, 'python': platform.python_version()}
 
 
-def git_commit() -> str:
-    """HEAD's hash, ``+dirty`` when tracked files differ from it; ``unknown`` outside a checkout."""
+# What the harness itself writes into the checkout: a run that appends to RESULTS.md must not call the next
+# run's code "dirty" (it did, and every run after the first one was recorded as ``+dirty``).
+HARNESS_OUTPUTS = ('benchmarks/RESULTS.md', 'benchmarks/results.png')
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """HEAD's hash, ``+dirty`` when tracked files other than :data:`HARNESS_OUTPUTS` differ from it;
+    ``unknown`` outside a checkout."""
     try:
-        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO_ROOT, capture_output=True, text=True,
+        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=repo, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--', '.',
+                                *(f':(exclude){path}' for path in HARNESS_OUTPUTS)],
+                               cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return 'unknown'
     return head + ('+dirty' if dirty else '')

@@ -229,3 +229,32 @@ def test_summary_ratio_needs_a_fold_both_configs_ran() -> None:
     assert summary.paired_ratio(groups['default'], groups['seed-baseline_x'], 'MRE') is None
     line = next(l for l in summary.summary_lines(list(groups.values())) if '| default |' in l)
     assert '| – | – | – |' in line
+
+
+def test_git_commit_ignores_what_the_harness_writes(tmp_path: Path) -> None:
+    import subprocess
+
+    from benchmarks.run import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(['git', '-c', 'user.name=t', '-c', 'user.email=t@t', *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / 'benchmarks').mkdir()
+    (tmp_path / 'benchmarks' / 'RESULTS.md').write_text('# rows\n')
+    (tmp_path / 'code.py').write_text('x = 1\n')
+    git('init', '-q')
+    git('add', '.')
+    git('commit', '-q', '-m', 'c')
+    head = git_commit(tmp_path)
+    assert len(head) == 40 and not head.endswith('+dirty')
+    (tmp_path / 'benchmarks' / 'RESULTS.md').write_text('# rows\n| a run |\n')  # appended by the previous run
+    assert git_commit(tmp_path) == head
+    (tmp_path / 'code.py').write_text('x = 2\n')
+    assert git_commit(tmp_path) == head + '+dirty'
+
+
+def test_git_commit_outside_a_checkout_is_unknown(tmp_path: Path) -> None:
+    from benchmarks.run import git_commit
+
+    assert git_commit(tmp_path) == 'unknown'  # pytest's temp dirs are not inside a git work tree
