@@ -189,7 +189,7 @@ def draw_plot(groups: Sequence[Group], path: Path, disagreement: Optional[dict[s
                 if g is not None:
                     xs.append(c - 0.4 + width * (s + 0.5))
                     ys.append(g.mean[figure])
-                    errs.append(g.sd[figure] or 0.0)
+                    errs.append(g.sd[figure] if g.sd[figure] is not None else float('nan'))  # no whisker: one split
             values += ys
             ax.bar(xs, ys, width * 0.9, yerr=errs, capsize=3, color=bar_colours(s % 10),
                    label=f'{config} ({budget} budget; {hardware})')
