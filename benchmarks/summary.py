@@ -12,6 +12,7 @@ import argparse
 import logging
 import statistics
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -54,14 +55,28 @@ class Group:
     config: str
     budget: str
     hardware: str
-    splits: list[str]
-    mean: dict[str, float]
-    sd: dict[str, Optional[float]]  # SD over folds; None for a single split
     per_split: dict[str, dict[str, float]]  # split -> figure -> value (the latest run of that split)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
         return self.protocol, self.ground_truth, self.budget, self.hardware
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted(self.per_split)
+
+    def _values(self, figure: str) -> list[float]:
+        return [v[figure] for v in self.per_split.values() if figure in v]
+
+    @cached_property
+    def mean(self) -> dict[str, float]:
+        """Mean over splits of each figure (NaN when no split has it)."""
+        return {f: statistics.fmean(v) if (v := self._values(f)) else float('nan') for f in _FIGURES}
+
+    @cached_property
+    def sd(self) -> dict[str, Optional[float]]:
+        """Sample SD over splits of each figure; None for a single split."""
+        return {f: statistics.stdev(v) if len(v := self._values(f)) > 1 else None for f in _FIGURES}
 
 
 def _number(text: str) -> Optional[float]:
@@ -77,17 +92,9 @@ def group_rows(rows: Sequence[dict[str, str]]) -> list[Group]:
     for row in rows:  # rows are in run order: a later run of the same fold replaces the earlier one
         key = (row['Protocol'], row['Ground truth'], row['Config'], row['Budget'], row['Hardware'])
         latest.setdefault(key, {})[row['Split']] = row
-    groups = []
-    for (protocol, ground_truth, config, budget, hardware), by_split in latest.items():
-        mean, sd = {}, {}
-        per_split = {split: {f: v for f in _FIGURES if (v := _number(r.get(f, ''))) is not None}
-                     for split, r in by_split.items()}
-        for figure in _FIGURES:
-            values = [v[figure] for v in per_split.values() if figure in v]
-            mean[figure] = statistics.fmean(values) if values else float('nan')
-            sd[figure] = statistics.stdev(values) if len(values) > 1 else None
-        groups.append(Group(protocol, ground_truth, config, budget, hardware, sorted(by_split), mean, sd,
-                            per_split))
+    groups = [Group(*key, {split: {f: v for f in _FIGURES if (v := _number(r.get(f, ''))) is not None}
+                           for split, r in by_split.items()})
+              for key, by_split in latest.items()]
     return sorted(groups, key=lambda g: (g.protocol, g.ground_truth, g.budget, g.hardware, g.config))
 
 
@@ -103,8 +110,8 @@ def paired_ratio(group: Group, base: Optional[Group], figure: str, invert: bool 
     """
     if base is None:
         return None
-    common = [s for s in group.splits if s in base.splits
-              and figure in group.per_split[s] and figure in base.per_split[s]]
+    common = [s for s, values in group.per_split.items()
+              if figure in values and figure in base.per_split.get(s, {})]
     if not common:
         return None
     ours = statistics.fmean(group.per_split[s][figure] for s in common)
