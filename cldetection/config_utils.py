@@ -142,11 +142,13 @@ def set_pretrained(cfg: Config, pretrained: Optional[str]) -> None:
 
 
 def set_num_landmarks(cfg: Config, num_landmarks: int) -> None:
-    """Set the heatmap head's ``out_channels`` and every dataset's ``num_landmarks``."""
+    """Set the heatmap heads' ``out_channels`` (a cascade's local head too) and every dataset's ``num_landmarks``."""
     if num_landmarks < 1:
         fail(None, f'num_landmarks must be >= 1, got {num_landmarks}')
     cfg.num_landmarks = num_landmarks
     cfg.model.head.out_channels = num_landmarks
+    if isinstance(cfg.model.get('refine'), dict):
+        cfg.model.refine.head.out_channels = num_landmarks
     for dataset in iter_dataset_cfgs(cfg):
         if 'num_landmarks' in dataset or dataset.get('type') == 'CephalometricDataset':
             dataset['num_landmarks'] = num_landmarks

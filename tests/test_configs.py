@@ -14,7 +14,10 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / 'cldetection_configs'
 CONFIGS = sorted(p.name for p in CONFIG_DIR.glob('*.py'))
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 EXPECTED = {'hrnet-w32_udp_512x512.py', 'hrnet-w32_udp_awing_512x512.py',
-            'seed-baseline_hrnet-w48_msra_512x512.py', 'tiny_cpu.py'}
+            'seed-baseline_hrnet-w48_msra_512x512.py', 'tiny_cpu.py', 'cascade_hrnet-s_cpu.py',
+            'tiny_cascade_cpu.py'}
+#: configs that keep the checkpoint with the lowest validation MRE (the rest: the highest SDR 2 mm)
+BEST_BY_MRE = {'tiny_cpu.py', 'cascade_hrnet-s_cpu.py', 'tiny_cascade_cpu.py'}
 
 
 def test_expected_configs_exist() -> None:
@@ -31,7 +34,7 @@ def test_config_builds_and_runs_forward_on_cpu(name: str) -> None:
     assert cfg.custom_imports['imports'] == ['cldetection']  # registers dataset, metric, transforms, hook
     assert cfg.val_evaluator['type'] == 'CephalometricMetric'
     best = (cfg.default_hooks.checkpoint.save_best, cfg.default_hooks.checkpoint.rule)
-    assert best == (('MRE', 'less') if name == 'tiny_cpu.py' else ('SDR 2.0mm', 'greater'))
+    assert best == (('MRE', 'less') if name in BEST_BY_MRE else ('SDR 2.0mm', 'greater'))
     # data_root reaches every dataloader although MMEngine substituted the variable at parse time
     datasets = list(iter_dataset_cfgs(cfg))
     assert len(datasets) == 3 and all(d['data_root'] == '/nonexistent/data' for d in datasets)
@@ -46,7 +49,7 @@ def test_config_builds_and_runs_forward_on_cpu(name: str) -> None:
         model.init_weights()
     model.eval()
     size = 256 if tiny else 128  # big configs: a small input keeps the test quick
-    with torch.no_grad():
+    with torch.no_grad():  # (a cascade's global stage)
         heatmaps = model(torch.rand(1, 3, size, size), None, mode='tensor')
     assert heatmaps.shape == (1, 38, size // 4, size // 4)
     assert torch.isfinite(heatmaps).all()
@@ -95,3 +98,19 @@ def test_num_landmarks_option_reaches_head_and_datasets() -> None:
     cfg = load_config(CONFIG_DIR / 'tiny_cpu.py', {'num_landmarks': 19})
     assert cfg.model.head.out_channels == 19
     assert {d['num_landmarks'] for d in iter_dataset_cfgs(cfg)} == {19}
+
+
+def test_num_landmarks_option_reaches_both_cascade_heads() -> None:
+    cfg = load_config(CONFIG_DIR / 'cascade_hrnet-s_cpu.py', {'num_landmarks': 19})
+    assert cfg.model.head.out_channels == cfg.model.refine.head.out_channels == 19
+    assert {d['num_landmarks'] for d in iter_dataset_cfgs(cfg)} == {19}
+
+
+def test_cascade_config_keeps_the_source_image_in_every_pipeline() -> None:
+    cfg = load_config(CONFIG_DIR / 'cascade_hrnet-s_cpu.py')
+    for dataset in iter_dataset_cfgs(cfg):
+        types = [t['type'] for t in dataset['pipeline']]
+        assert types.index('KeepSourceImage') < types.index('AntiAliasTopdownAffine')
+    factor = next(t['factor'] for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'KeepSourceImage')
+    assert cfg.model.refine.pixel_scale % factor == 0  # patches are cut from the reduced copy
+    assert cfg.model.refine.head.decoder['input_size'] == cfg.model.refine.patch_size

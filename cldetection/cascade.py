@@ -1,0 +1,315 @@
+"""Coarse-to-fine landmark detection: a global stage on the downscaled radiograph, a local stage on patches.
+
+``CascadeLandmarkEstimator`` is an MMPose ``TopdownPoseEstimator`` (its backbone and head are the **global
+stage**: the whole radiograph, downscaled, in; one heatmap per landmark out) with a second network, the
+**local stage**, that refines every landmark on a small high-resolution patch centred on the global estimate.
+One model, one config, one checkpoint: step 3 trains both stages together, step 4, step 5 and the
+grand-challenge container predict with the cascade through MMPose's ordinary ``test_step``.
+
+How the local stage works
+-------------------------
+* The patch of landmark ``k`` is an ``h x w`` crop of the radiograph at ``pixel_scale`` source pixels per patch
+  pixel (e.g. 128 x 128 at 2 px: 25.6 mm of a 0.1 mm/px image), centred on the point to refine.
+* One shared network serves every landmark: it predicts a heatmap for *each* landmark (``K`` channels) on
+  every patch, supervised for every landmark that lies inside the patch; the estimate of landmark ``k`` is read
+  from channel ``k`` of its own patch. Sharing the network multiplies its training examples by ``K``.
+* Training patches are centred on the ground truth moved by a random offset (Gaussian, ``jitter_mm`` per
+  axis, cut so the landmark stays inside the patch), standing in for the global stage's error, plus a random
+  rotation, scale and X-ray intensity change. Patches are cut in the model, so the data pipeline stays MMPose's.
+* The patch source is the radiograph in grey, downscaled once with area averaging to ``pixel_scale`` (see
+  :class:`KeepSourceImage`): patches are then plain resamplings with no aliasing.
+
+The global stage sees the radiograph through :class:`AntiAliasTopdownAffine`, MMPose's ``TopdownAffine``
+with area averaging before large downscales (an 8x bilinear warp of a 2400-pixel image aliases noise and thin
+edges).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+from mmpose.datasets.transforms import TopdownAffine
+from mmpose.models.pose_estimators import TopdownPoseEstimator
+from mmpose.registry import KEYPOINT_CODECS, MODELS, TRANSFORMS
+from mmpose.structures.bbox import get_udp_warp_matrix
+
+from .transforms import RandomXRayIntensity
+
+#: ``results`` keys that :class:`KeepSourceImage` adds and ``PackCephalometricInputs`` must keep.
+SOURCE_META_KEYS: tuple[str, ...] = ('source_img', 'source_factor')
+
+
+# ---------------------------------------------------------------------------------------- geometry
+def area_downscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` reduced ``factor`` times by area averaging (cv2.INTER_AREA); ``factor`` 1 returns it as is.
+
+    The image is first cut to a multiple of ``factor`` so that output pixel ``i`` averages input pixels
+    ``factor*i .. factor*i + factor-1`` exactly: source coordinate ``x`` is then ``(x + 0.5) / factor - 0.5``.
+    """
+    if factor <= 1:
+        return image
+    height, width = image.shape[0] // factor * factor, image.shape[1] // factor * factor
+    return cv2.resize(image[:height, :width], (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+
+
+def to_reduced(points: np.ndarray, factor: int) -> np.ndarray:
+    """Pixel coordinates of the full image -> those of its ``area_downscale(.., factor)`` copy."""
+    return (points + 0.5) / factor - 0.5
+
+
+def from_reduced(points: np.ndarray, factor: int) -> np.ndarray:
+    """Inverse of :func:`to_reduced`."""
+    return (points + 0.5) * factor - 0.5
+
+
+def patch_warp_matrix(center: np.ndarray, extent: float, rotation: float, size: tuple[int, int]) -> np.ndarray:
+    """The 2 x 3 UDP warp from image pixels to a ``size = (w, h)`` patch covering ``extent`` pixels (square).
+
+    The same warp MMPose's ``TopdownAffine(use_udp=True)`` uses for a box of that size, so MMPose's UDP codec
+    encodes and decodes patch coordinates exactly as it does for top-down inputs.
+    """
+    return get_udp_warp_matrix(np.asarray(center, dtype=np.float32),
+                               np.array([extent * size[0] / max(size), extent * size[1] / max(size)],
+                                        dtype=np.float32),
+                               float(rotation), output_size=size)
+
+
+def patch_to_image(decoded: np.ndarray, centers: np.ndarray, extent: float, size: tuple[int, int]) -> np.ndarray:
+    """Codec-decoded patch coordinates (``P x 2``) of unrotated patches -> image pixels.
+
+    MMPose's UDP codec decodes to ``heatmap / (heatmap_size - 1) * input_size`` and MMPose maps that back with
+    ``p / input_size * box + center - box / 2`` (``TopdownPoseEstimator.add_pred_to_datasample``); the two
+    together invert the UDP warp exactly, so the same formula serves patches.
+    """
+    size_arr = np.array(size, dtype=np.float64)
+    box = extent * size_arr / size_arr.max()
+    return decoded / size_arr * box + centers - 0.5 * box
+
+
+def cut_patches(image: np.ndarray, centers: np.ndarray, extent: float | np.ndarray, size: tuple[int, int],
+                rotations: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Patches (``P x h x w``, dtype of ``image``) around ``centers`` (``P x 2``) and their warp matrices.
+
+    ``extent``: image pixels each patch covers (one value, or one per patch); pixels outside the image are 0.
+    """
+    count = len(centers)
+    extents = np.broadcast_to(np.asarray(extent, dtype=np.float64), (count,))
+    rotations = np.zeros(count) if rotations is None else rotations
+    matrices = np.stack([patch_warp_matrix(c, e, r, size) for c, e, r in zip(centers, extents, rotations)]) \
+        if count else np.zeros((0, 2, 3))
+    patches = [cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+               for m in matrices]
+    return (np.stack(patches) if count else np.zeros((0, size[1], size[0]), image.dtype)), matrices
+
+
+# ---------------------------------------------------------------------------------------- transforms
+@TRANSFORMS.register_module()
+class AntiAliasTopdownAffine(TopdownAffine):
+    """MMPose's ``TopdownAffine`` that first reduces the image by area averaging when the crop shrinks it.
+
+    When the box is more than twice the input size, the image is reduced ``floor(box / input)`` times with
+    :func:`area_downscale` and the box and keypoints are mapped onto the reduced image before MMPose's warp;
+    afterwards every output key (``input_center``, ``input_scale``, ``bbox_*``) is mapped back, so downstream
+    transforms, the codec and MMPose's back-projection of predictions are unchanged.
+    """
+
+    def transform(self, results: dict) -> Optional[dict]:
+        w, h = self.input_size
+        scale = self._fix_aspect_ratio(results['bbox_scale'], aspect_ratio=w / h)[0]
+        factor = int(min(scale[0] / w, scale[1] / h))
+        if factor < 2:
+            return super().transform(results)
+        originals = {key: results[key] for key in ('img', 'bbox_center', 'bbox_scale', 'keypoints')
+                     if results.get(key) is not None}
+        results['img'] = area_downscale(results['img'], factor)
+        results['bbox_center'] = to_reduced(results['bbox_center'], factor)
+        results['bbox_scale'] = results['bbox_scale'] / factor
+        if 'keypoints' in originals:
+            results['keypoints'] = originals['keypoints'].copy()
+            results['keypoints'][..., :2] = to_reduced(originals['keypoints'][..., :2], factor)
+        results = super().transform(results)
+        results['keypoints'] = originals.get('keypoints', results.get('keypoints'))
+        results['bbox_center'] = originals['bbox_center']
+        results['bbox_scale'] = results['bbox_scale'] * factor
+        results['input_center'] = from_reduced(results['input_center'], factor)
+        results['input_scale'] = results['input_scale'] * factor
+        return results
+
+
+@TRANSFORMS.register_module()
+class KeepSourceImage(BaseTransform):
+    """Keep the radiograph, grey and reduced ``factor`` times (area averaging), for the cascade's local stage.
+
+    Must come before the transform that crops the image (``TopdownAffine``), and ``PackCephalometricInputs``
+    must keep :data:`SOURCE_META_KEYS` (it does by default). The grey copy is a third of the memory of the
+    3-channel image, and radiographs carry no colour.
+    """
+
+    def __init__(self, factor: int = 2) -> None:
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f'KeepSourceImage: factor must be a positive integer, got {factor!r}')
+        self.factor = int(factor)
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 and img.shape[2] == 3 else \
+            (img[..., 0] if img.ndim == 3 else img)
+        results['source_img'] = area_downscale(np.ascontiguousarray(grey), self.factor)
+        results['source_factor'] = self.factor
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(factor={self.factor})'
+
+
+# ---------------------------------------------------------------------------------------- the model
+@MODELS.register_module()
+class CascadeLandmarkEstimator(TopdownPoseEstimator):
+    """Global heatmap stage (MMPose top-down: ``backbone``, ``neck``, ``head``) + a shared local patch stage.
+
+    Args:
+        refine: the local stage::
+
+            dict(backbone=..., head=...,          # an MMPose backbone and heatmap head (out_channels = K);
+                                                  # the head's ``decoder`` is the patch codec (e.g. UDP)
+                 patch_size=(128, 128),           # patch (w, h) in pixels = the codec's input_size
+                 pixel_scale=2.0,                 # radiograph pixels per patch pixel (the source factor
+                                                  # of KeepSourceImage must divide into it)
+                 train=dict(patches_per_image=8,  # landmarks refined per image and iteration (random)
+                            jitter_mm=2.5,        # SD of the patch centre's offset from the truth, per axis
+                            max_offset=0.35,      # offset cut at this fraction of the patch side
+                            rotate_deg=10.0, scale_range=(0.9, 1.1), intensity=dict(prob=0.5),
+                            loss_weight=1.0),
+                 test=dict(iterations=1))         # refinements, each centred on the previous estimate
+
+        The global stage's ``test_cfg`` may set ``refine=False`` to return the global estimates only (for
+        ablations).
+        Other arguments: as :class:`mmpose.models.TopdownPoseEstimator`.
+    """
+
+    def __init__(self, backbone: dict, head: dict, refine: dict, neck: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
+                 metainfo: Optional[dict] = None) -> None:
+        super().__init__(backbone=backbone, neck=neck, head=head, train_cfg=train_cfg, test_cfg=test_cfg,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg, metainfo=metainfo)
+        refine = dict(refine)
+        self.refine_backbone = MODELS.build(refine.pop('backbone'))
+        self.refine_head = MODELS.build(refine.pop('head'))
+        self.patch_size = tuple(int(v) for v in refine.pop('patch_size'))
+        self.pixel_scale = float(refine.pop('pixel_scale'))
+        self.refine_train = dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0,
+                                 scale_range=(0.9, 1.1), intensity=dict(prob=0.5), loss_weight=1.0)
+        self.refine_train.update(refine.pop('train', {}))
+        self.refine_test = dict(iterations=1)
+        self.refine_test.update(refine.pop('test', {}))
+        if refine:
+            raise ValueError(f'CascadeLandmarkEstimator: unknown refine keys {sorted(refine)}')
+        codec = self.refine_head.decoder
+        if codec is None or tuple(codec.input_size) != self.patch_size:
+            raise ValueError(f'CascadeLandmarkEstimator: the refine head needs a decoder whose input_size is the '
+                             f'patch_size {self.patch_size}')
+        self._intensity = RandomXRayIntensity(**self.refine_train['intensity'])
+
+    # ------------------------------------------------------------------------------ patches
+    def _extent(self, factor: int) -> float:
+        """Pixels of the ``factor``-reduced source that one patch covers."""
+        return self.pixel_scale / factor * max(self.patch_size)
+
+    def _normalise(self, patches: np.ndarray) -> torch.Tensor:
+        """``P x h x w`` uint8 grey patches -> the network's normalised ``P x 3 x h x w`` float input."""
+        x = torch.from_numpy(patches).to(self.data_preprocessor.mean.device, torch.float32)[:, None]
+        x = x.expand(-1, 3, -1, -1)
+        return (x - self.data_preprocessor.mean) / self.data_preprocessor.std
+
+    def _refine_forward(self, patches: np.ndarray) -> torch.Tensor:
+        return self.refine_head.forward(self.refine_backbone(self._normalise(patches)))
+
+    def _training_patches(self, sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Jittered, rotated, rescaled patches of one sample and their heatmap targets and weights."""
+        cfg = self.refine_train
+        meta = sample.metainfo
+        source, factor = meta['source_img'], int(meta['source_factor'])
+        keypoints = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0]
+        visible = np.asarray(sample.gt_instances.keypoints_visible, dtype=np.float64)[0]
+        if visible.ndim > 1:
+            visible = visible[..., 0]
+        candidates = np.flatnonzero(visible > 0)
+        chosen = np.random.choice(candidates, min(int(cfg['patches_per_image']), len(candidates)), replace=False)
+        points = to_reduced(keypoints, factor)
+        extent = self._extent(factor)
+        spacing = float(meta.get('spacing', 0.1))
+        jitter = np.random.normal(0.0, cfg['jitter_mm'] / spacing / factor, (len(chosen), 2))
+        jitter = np.clip(jitter, -cfg['max_offset'] * extent, cfg['max_offset'] * extent)
+        rotations = np.random.uniform(-cfg['rotate_deg'], cfg['rotate_deg'], len(chosen))
+        extents = extent * np.random.uniform(*cfg['scale_range'], len(chosen))
+        patches, matrices = cut_patches(source, points[chosen] + jitter, extents, self.patch_size, rotations)
+        codec = self.refine_head.decoder
+        heatmaps, weights = [], []
+        for i, matrix in enumerate(matrices):
+            patches[i] = self._intensity.transform({'img': patches[i]})['img']
+            in_patch = cv2.transform(points[None, :, :].astype(np.float32), matrix)[0]
+            encoded = codec.encode(in_patch[None], visible[None])
+            heatmaps.append(encoded['heatmaps'])
+            weights.append(encoded['keypoint_weights'][0])
+        return patches, np.stack(heatmaps), np.stack(weights)
+
+    def loss(self, inputs: torch.Tensor, data_samples: list) -> dict:
+        losses = super().loss(inputs, data_samples)
+        parts = [self._training_patches(sample) for sample in data_samples]
+        patches = np.concatenate([p[0] for p in parts])
+        if len(patches) == 0:
+            return losses
+        device = inputs.device
+        targets = torch.from_numpy(np.concatenate([p[1] for p in parts])).to(device)
+        weights = torch.from_numpy(np.concatenate([p[2] for p in parts])).to(device, torch.float32)
+        predicted = self._refine_forward(patches)
+        losses['loss_refine'] = self.refine_train['loss_weight'] * self.refine_head.loss_module(
+            predicted, targets, weights)
+        return losses
+
+    def refine(self, keypoints: np.ndarray, source: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+        """Refine ``K x 2`` radiograph-pixel estimates on patches of ``source`` (reduced ``factor`` times).
+
+        Returns the refined ``K x 2`` keypoints and their heatmap scores.
+        """
+        num = len(keypoints)
+        extent = self._extent(factor)
+        scores = np.zeros(num)
+        for _ in range(int(self.refine_test['iterations'])):
+            centers = to_reduced(keypoints, factor)
+            patches, _ = cut_patches(source, centers, extent, self.patch_size)
+            with torch.no_grad():
+                heatmaps = self._refine_forward(patches)
+            own = heatmaps[torch.arange(num), torch.arange(num)].cpu().numpy()  # channel k of patch k
+            local = np.zeros((num, 2))
+            for k in range(num):
+                decoded, score = self.refine_head.decoder.decode(own[k:k + 1])
+                local[k], scores[k] = decoded[0, 0], score[0, 0]
+            keypoints = from_reduced(patch_to_image(local, centers, extent, self.patch_size), factor)
+        return keypoints, scores
+
+    def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
+        results = super().predict(inputs, data_samples)
+        if not self.test_cfg.get('refine', True):
+            return results
+        for sample in results:
+            meta = sample.metainfo
+            if 'source_img' not in meta:
+                raise KeyError('CascadeLandmarkEstimator needs the source image: put KeepSourceImage before '
+                               'TopdownAffine in the test pipeline')
+            pred = sample.pred_instances
+            coarse = np.asarray(pred.keypoints, dtype=np.float64)
+            refined = np.stack([self.refine(points, meta['source_img'], int(meta['source_factor']))[0]
+                                for points in coarse])
+            pred.coarse_keypoints = coarse.astype(np.float32)
+            pred.keypoints = refined.astype(np.float32)
+        return results
+
+
+__all__: Sequence[str] = ('AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'KeepSourceImage',
+                          'SOURCE_META_KEYS', 'area_downscale', 'cut_patches', 'patch_to_image',
+                          'patch_warp_matrix')

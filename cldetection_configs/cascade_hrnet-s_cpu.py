@@ -1,0 +1,96 @@
+# Coarse-to-fine cascade sized for a CPU (cldetection.cascade.CascadeLandmarkEstimator), trained from scratch.
+#
+# Global stage: the whole radiograph, area-downscaled to 256 x 320 (w x h, the radiographs' aspect ratio), a
+# small HRNet, UDP heatmaps at 64 x 80. Local stage: one shared small HRNet refines every landmark on a
+# 128 x 128 patch at 2 radiograph pixels per patch pixel (25.6 mm at 0.1 mm/px), centred on the global
+# estimate, UDP heatmaps at 32 x 32 for all landmarks, the patch's own landmark read from its channel.
+# Both stages train together in one model; one checkpoint holds both.
+#
+# Switches as in every config here: data_root=DIR, num_landmarks=N (19 for ISBI 2015), pretrained (unused:
+# both networks train from scratch).
+_base_ = './hrnet-w32_udp_512x512.py'
+
+pretrained = None
+num_landmarks = 38
+bbox_padding = 1.1
+
+# ---------------------------------------------------------------------------------------------- schedule
+max_epochs = 60
+train_cfg = dict(max_epochs=max_epochs, val_interval=5)
+optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-3))
+param_scheduler = [
+    dict(type='LinearLR', begin=0, end=50, start_factor=0.01, by_epoch=False),  # warm-up
+    dict(type='CosineAnnealingLR', begin=0, end=max_epochs, T_max=max_epochs, eta_min=1e-5, by_epoch=True),
+]
+default_hooks = dict(logger=dict(interval=10),
+                     checkpoint=dict(interval=5, max_keep_ckpts=1, save_best='MRE', rule='less'))
+
+
+# ------------------------------------------------------------------------------------------------- model
+def small_hrnet(width):
+    """HRNet with one module per stage and branch widths width, 2x, 4x, 8x (stride-4 output)."""
+    return dict(
+        type='HRNet', in_channels=3, init_cfg=None,
+        extra=dict(
+            stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK', num_blocks=(2, ), num_channels=(32, )),
+            stage2=dict(num_modules=1, num_branches=2, block='BASIC', num_blocks=(2, 2),
+                        num_channels=(width, 2 * width)),
+            stage3=dict(num_modules=1, num_branches=3, block='BASIC', num_blocks=(2, 2, 2),
+                        num_channels=(width, 2 * width, 4 * width)),
+            stage4=dict(num_modules=1, num_branches=4, block='BASIC', num_blocks=(2, 2, 2, 2),
+                        num_channels=(width, 2 * width, 4 * width, 8 * width))))
+
+
+global_width = 16
+refine_width = 16
+codec = dict(type='UDPHeatmap', input_size=(256, 320), heatmap_size=(64, 80), sigma=2)
+patch_codec = dict(type='UDPHeatmap', input_size=(128, 128), heatmap_size=(32, 32), sigma=2)
+source_factor = 2  # the local stage's source: the radiograph reduced 2x (area), = the patches' pixel scale
+model = dict(
+    _delete_=True,
+    type='CascadeLandmarkEstimator',
+    data_preprocessor=dict(type='PoseDataPreprocessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                           bgr_to_rgb=True),
+    backbone=small_hrnet(global_width),
+    head=dict(type='HeatmapHead', in_channels=global_width, out_channels=num_landmarks,
+              deconv_out_channels=None, loss=dict(type='KeypointMSELoss', use_target_weight=True), decoder=codec),
+    refine=dict(
+        backbone=small_hrnet(refine_width),
+        head=dict(type='HeatmapHead', in_channels=refine_width, out_channels=num_landmarks,
+                  deconv_out_channels=None, loss=dict(type='KeypointMSELoss', use_target_weight=True),
+                  decoder=patch_codec),
+        patch_size=patch_codec['input_size'],
+        pixel_scale=2.0,
+        train=dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0, scale_range=(0.9, 1.1),
+                   intensity=dict(prob=0.5), loss_weight=1.0),
+        test=dict(iterations=1)),
+    test_cfg=dict(flip_test=False, refine=True))
+
+# -------------------------------------------------------------------------------------------------- data
+# Restated because MMEngine resolves the base file's variables when it parses it (new codec and transforms).
+train_pipeline = [
+    dict(type='LoadImage'),
+    dict(type='GetBBoxCenterScale', padding=bbox_padding),
+    dict(type='RandomBBoxTransform', shift_factor=0.05, shift_prob=0.5, scale_factor=(0.85, 1.15),
+         scale_prob=1.0, rotate_factor=10.0, rotate_prob=0.5),
+    dict(type='KeepSourceImage', factor=source_factor),
+    dict(type='AntiAliasTopdownAffine', input_size=codec['input_size'], use_udp=True),
+    dict(type='RandomXRayIntensity', contrast_range=(0.7, 1.3), brightness_delta=25, gamma_range=(0.7, 1.5),
+         prob=0.5),
+    dict(type='GenerateTarget', encoder=codec),
+    dict(type='PackCephalometricInputs'),
+]
+val_pipeline = [
+    dict(type='LoadImage'),
+    dict(type='GetBBoxCenterScale', padding=bbox_padding),
+    dict(type='KeepSourceImage', factor=source_factor),
+    dict(type='AntiAliasTopdownAffine', input_size=codec['input_size'], use_udp=True),
+    dict(type='PackCephalometricInputs'),
+]
+# images decoded once and kept in memory; with that, one loader process keeps up with the model
+train_dataloader = dict(batch_size=8, num_workers=1,
+                        dataset=dict(cache_images=True, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                      dataset=dict(cache_images=True, pipeline=val_pipeline))
+test_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                       dataset=dict(pipeline=val_pipeline))

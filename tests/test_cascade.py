@@ -1,0 +1,174 @@
+"""The coarse-to-fine cascade (cldetection.cascade): geometry of its crops, and the model on tiny data."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_train import one_torch_thread  # noqa: F401
+
+from cldetection.cascade import (AntiAliasTopdownAffine, KeepSourceImage, area_downscale, cut_patches, from_reduced,
+                                 patch_to_image, patch_warp_matrix, to_reduced)
+
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
+
+def test_area_downscale_maps_pixel_centres() -> None:
+    image = np.zeros((97, 61), np.uint8)  # not multiples of 4: the trailing rows/columns are cut
+    image[40:44, 20:24] = 255  # a 4 x 4 block centred on (21.5, 41.5) in (x, y)
+    reduced = area_downscale(image, 4)
+    assert reduced.shape == (24, 15)
+    ys, xs = np.nonzero(reduced)
+    assert (xs.mean(), ys.mean()) == pytest.approx(tuple(to_reduced(np.array([21.5, 41.5]), 4)))
+    assert from_reduced(to_reduced(np.array([3.0, 7.0]), 4), 4) == pytest.approx([3.0, 7.0])
+    assert area_downscale(image, 1) is image
+
+
+def _topdown_results(rng: np.random.Generator) -> dict:
+    height, width = 2400, 1935
+    # smooth content, so that area averaging and bilinear sampling agree up to aliasing
+    yy, xx = np.mgrid[0:height, 0:width]
+    img = (127 + 100 * np.sin(xx / 90.0) * np.cos(yy / 130.0)).astype(np.uint8)
+    keypoints = np.stack([rng.uniform(0, width, 19), rng.uniform(0, height, 19)], axis=1)[None].astype(np.float32)
+    return dict(img=np.stack([img] * 3, axis=-1), bbox_center=np.array([[967.0, 1199.5]], np.float32),
+                bbox_scale=np.array([[2128.5, 2640.0]], np.float32), bbox_rotation=np.array([7.0]),
+                keypoints=keypoints)
+
+
+def test_anti_alias_affine_has_topdown_affines_geometry() -> None:
+    from mmpose.datasets.transforms import TopdownAffine
+
+    rng = np.random.default_rng(0)
+    plain = TopdownAffine(input_size=(256, 320), use_udp=True).transform(_topdown_results(rng))
+    smooth = AntiAliasTopdownAffine(input_size=(256, 320), use_udp=True).transform(_topdown_results(
+        np.random.default_rng(0)))
+    for key in ('transformed_keypoints', 'input_center', 'input_scale', 'bbox_scale', 'bbox_center', 'keypoints'):
+        np.testing.assert_allclose(smooth[key], plain[key], rtol=1e-4, atol=1e-2, err_msg=key)
+    assert smooth['img'].shape == plain['img'].shape == (320, 256, 3)
+    inner = (slice(20, -20), slice(20, -20))  # away from the border, where the cut-off pixels matter
+    assert np.abs(smooth['img'][inner].astype(int) - plain['img'][inner].astype(int)).mean() < 2.0
+
+
+def test_anti_alias_affine_leaves_small_reductions_to_mmpose() -> None:
+    results = dict(img=np.zeros((300, 300, 3), np.uint8), bbox_center=np.array([[150.0, 150.0]], np.float32),
+                   bbox_scale=np.array([[300.0, 300.0]], np.float32))
+    out = AntiAliasTopdownAffine(input_size=(256, 256), use_udp=True).transform(results)
+    assert out['input_scale'] == pytest.approx([300.0, 300.0])
+
+
+def test_patch_round_trip_through_the_udp_codec() -> None:
+    """A point warped into a patch, encoded and decoded by MMPose's UDP codec comes back to where it was."""
+    from mmpose.codecs import UDPHeatmap
+
+    codec = UDPHeatmap(input_size=(128, 128), heatmap_size=(32, 32), sigma=2)
+    rng = np.random.default_rng(1)
+    points = rng.uniform(200, 800, (6, 2))
+    centers = points + rng.uniform(-30, 30, (6, 2))
+    extent = 256.0
+    recovered = []
+    for point, center in zip(points, centers):
+        matrix = patch_warp_matrix(center, extent, 0.0, (128, 128))
+        in_patch = matrix @ np.append(point, 1.0)
+        encoded = codec.encode(in_patch[None, None], np.ones((1, 1)))
+        decoded, _ = codec.decode(encoded['heatmaps'])
+        recovered.append(decoded[0, 0])
+    np.testing.assert_allclose(patch_to_image(np.array(recovered), centers, extent, (128, 128)), points, atol=0.05)
+
+
+def test_cut_patches_samples_the_image_around_each_centre() -> None:
+    image = np.zeros((400, 300), np.uint8)
+    image[100, 50] = 255
+    image[300, 250] = 200
+    patches, matrices = cut_patches(image, np.array([[50.0, 100.0], [250.0, 300.0]]), 63.0, (64, 64))
+    assert patches.shape == (2, 64, 64) and matrices.shape == (2, 2, 3)
+    # each bright pixel sits at the centre of its own patch ((64 - 1) / 2 = 31.5: between four pixels)
+    for patch, value in zip(patches, (255, 200)):
+        assert patch[31:33, 31:33].sum() == pytest.approx(value, abs=2)
+    empty, _ = cut_patches(image, np.zeros((0, 2)), 63.0, (64, 64))
+    assert empty.shape == (0, 64, 64)
+
+
+def test_keep_source_image_stores_a_reduced_grey_copy() -> None:
+    img = np.zeros((40, 30, 3), np.uint8)
+    img[..., :] = 90
+    out = KeepSourceImage(factor=2).transform({'img': img})
+    assert out['source_img'].shape == (20, 15) and out['source_img'].dtype == np.uint8
+    assert out['source_factor'] == 2 and int(out['source_img'][3, 3]) == 90
+    assert out['img'] is img  # the model input is untouched
+    with pytest.raises(ValueError, match='positive integer'):
+        KeepSourceImage(factor=1.5)
+
+
+# ------------------------------------------------------------------------------ the model, end to end
+TINY_CASCADE = Path(__file__).resolve().parents[1] / 'cldetection_configs' / 'tiny_cascade_cpu.py'
+
+
+@pytest.fixture(scope='module')
+def trained_cascade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Step 3 (the real command line) trains the tiny cascade for 2 epochs on tiny synthetic data."""
+    from test_train import STEP3, _env, make_tiny_coco
+
+    folder = tmp_path_factory.mktemp('cascade')
+    coco = make_tiny_coco(folder)
+    work_dir = folder / 'work'
+    proc = subprocess.run([sys.executable, str(STEP3), str(TINY_CASCADE), '--work-dir', str(work_dir), '--seed', '0',
+                           '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
+                           'train_cfg.max_epochs=2', 'train_cfg.val_interval=2'],
+                          cwd=folder, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = next(work_dir.glob('*/*.log')).read_text()
+    assert 'loss_refine' in log  # both stages train
+    return coco, next(work_dir.glob('best_MRE_epoch_*.pth'))
+
+
+def test_step4_scores_the_refined_landmarks_and_can_score_the_global_stage(trained_cascade, tmp_path) -> None:
+    from cldetection.evaluate import evaluate
+    from cldetection.visualize import read_per_image_errors
+
+    coco, checkpoint = trained_cascade
+    refined = evaluate(TINY_CASCADE, checkpoint, split='test', cfg_options={'data_root': str(coco)},
+                       out_dir=tmp_path / 'refined')
+    coarse = evaluate(TINY_CASCADE, checkpoint, split='test', out_dir=tmp_path / 'coarse',
+                      cfg_options={'data_root': str(coco), 'model.test_cfg.refine': False})
+    refined_errors = read_per_image_errors(refined.out_dir / 'per_image.csv')
+    coarse_errors = read_per_image_errors(coarse.out_dir / 'per_image.csv')
+    assert refined_errors.shape == coarse_errors.shape == (2, 38)
+    assert not np.allclose(refined_errors, coarse_errors)  # the local stage moved the estimates
+    assert refined.metrics['MRE'] != coarse.metrics['MRE']
+
+
+def test_step5_predictor_equals_the_dataset_pipeline(trained_cascade, tmp_path) -> None:
+    """The predictor (step 5, the container) and MMPose's inference on step 2's PNG give the same cascade output."""
+    from mmpose.apis import inference_topdown
+
+    from cldetection.dataset import CephalometricDataset
+    from cldetection.predict import LandmarkPredictor
+
+    coco, checkpoint = trained_cascade
+    predictor = LandmarkPredictor(TINY_CASCADE, checkpoint, device='cpu')
+    dataset = CephalometricDataset(data_root=str(coco), ann_file='test.json', data_prefix=dict(img='images/'),
+                                   test_mode=True, pipeline=[])
+    info = dataset.get_data_info(0)
+    image_bgr = cv2.imread(info['img_path'], cv2.IMREAD_COLOR)
+    predicted = predictor.predict_images([image_bgr[:, :, ::-1]])[0]
+    reference = inference_topdown(predictor.model, info['img_path'], bboxes=info['bbox'], bbox_format='xyxy')[0]
+    np.testing.assert_allclose(predicted, reference.pred_instances.keypoints[0], atol=1e-4)
+    assert reference.pred_instances.coarse_keypoints.shape == (1, 38, 2)
+
+
+def test_cascade_without_source_image_in_the_pipeline_says_what_is_missing(trained_cascade) -> None:
+    from mmpose.apis import inference_topdown, init_model
+
+    from cldetection.config_utils import load_config
+
+    coco, checkpoint = trained_cascade
+    cfg = load_config(TINY_CASCADE)
+    cfg.test_dataloader.dataset.pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
+                                            if t['type'] != 'KeepSourceImage']
+    model = init_model(cfg, str(checkpoint), device='cpu')
+    image = next((coco / 'images').glob('*.png'))
+    with pytest.raises(KeyError, match='KeepSourceImage'):
+        inference_topdown(model, str(image))
