@@ -14,7 +14,8 @@ from typing import Any, Iterable
 SCHEMA = 'cldetection-benchmark/1'
 SDR_KEYS: tuple[str, ...] = ('SDR 2.0mm', 'SDR 2.5mm', 'SDR 3.0mm', 'SDR 4.0mm')
 METRIC_KEYS: tuple[str, ...] = ('MRE', 'MRE_SD', *SDR_KEYS)
-BUDGETS: tuple[str, ...] = ('cpu', 'gpu')
+#: ``cpu``: the quick reduced schedule of every config; ``config``: the config's own schedule.
+BUDGETS: tuple[str, ...] = ('cpu', 'config')
 
 RESULTS_TITLE = '# Benchmark results'
 RUNS_HEADING = '## Runs'
@@ -36,7 +37,7 @@ _TOP_LEVEL: dict[str, tuple[type | tuple[type, ...], str]] = {
     'split': (str, 'test split, e.g. "fold 0 of 5"'),
     'fold': ((int, type(None)), 'cl2023 fold, null for isbi2015'),
     'config': (str, 'config file as given'),
-    'budget': (str, 'cpu or gpu'),
+    'budget': (str, 'cpu or config'),
     'budget_overrides': (dict, 'what the budget changed in the config'),
     'date': (str, 'ISO 8601 date and time of the run'),
     'git_commit': (str, 'commit of the code that ran'),

@@ -1,6 +1,6 @@
 """Benchmark runner: one config, one protocol, one budget -> ``result.json``, ``best.pth`` and RESULTS.md rows.
 
-    python -m benchmarks.run --protocol cl2023|isbi2015 --config CFG --budget cpu|gpu --work-dir DIR [--fold i]
+    python -m benchmarks.run --protocol cl2023|isbi2015 --config CFG --budget cpu|config --work-dir DIR [--fold i]
 
 What it does, each step as a user would run it:
 
@@ -15,7 +15,7 @@ What it does, each step as a user would run it:
    model load and a warm-up slice excluded) and checks its MRE on those slices against step 4's;
 6. writes ``DIR/result.json`` (validated, see :mod:`benchmarks.results`) and appends to ``benchmarks/RESULTS.md``.
 
-Budgets: ``gpu`` is the config's own schedule; ``cpu`` is the reduced schedule of :data:`CPU_BUDGET`, the
+Budgets: ``config`` is the config's own schedule; ``cpu`` is the reduced schedule of :data:`CPU_BUDGET`, the
 same for every config so that figures compare.
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ import numpy as np
 from cldetection.challenge_io import load_landmarks, write_json_atomic
 from cldetection.errors import fail, run_cli
 
-from .data import DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, PROTOCOLS, ProtocolData, image_ids, prepare_protocol
+from .data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_GROUND_TRUTHS, PROTOCOLS, ProtocolData, image_ids,
+                   prepare_protocol)
 from .hooks import THROUGHPUT_FILE
 from .process import REPO_ROOT, Measured, python_command, run_measured
 from .results import BUDGETS, SCHEMA, append_rows, result_rows, validate_result
@@ -278,7 +279,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
                   data_dir: Path = DEFAULT_DATA_DIR, shared_data: Path = DEFAULT_SHARED_DATA,
                   results_md: Optional[Path] = DEFAULT_RESULTS, seed: int = 0, infer_images: int = 20,
                   pretrained: bool = False, max_epochs: Optional[int] = None, overwrite: bool = False,
-                  echo: bool = False) -> dict[str, Any]:
+                  echo: bool = False, ground_truth: str = ISBI_GROUND_TRUTHS[0]) -> dict[str, Any]:
     """Run one benchmark and return its validated result (see the module docstring)."""
     if budget_name not in BUDGETS:
         fail(None, f'--budget must be one of {", ".join(BUDGETS)}')
@@ -291,7 +292,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     work_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc).astimezone()
 
-    data = prepare_protocol(protocol, data_dir, shared_data, fold or 0, echo)
+    data = prepare_protocol(protocol, data_dir, shared_data, fold or 0, echo, ground_truth)
     budget = CPU_BUDGET if budget_name == 'cpu' else None
     config_out = work_dir / 'config.py'
     cfg, overrides = derive_config(config, data, budget, config_out, pretrained, max_epochs)
@@ -318,7 +319,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
         per_landmark[name] = read_per_landmark(out_dir / 'per_landmark.csv')
     primary = next(iter(data.test_roots))
     gt_of_test_stack = (shared_data / 'cl2023_subset' / 'train-gt.json' if protocol == 'cl2023'
-                        else data.test_stack.with_name('test-gt.json'))
+                        else data.test_stack.with_name(f'test-gt-{primary}.json'))
     inference = time_inference(config_out, work_dir / 'best.pth', data, gt_of_test_stack,
                                work_dir / f'test_{primary}' / 'per_image.csv', infer_images)
 
@@ -357,15 +358,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     'step 5 path, write DIR/result.json and DIR/best.pth, and append to benchmarks/RESULTS.md.')
     parser.add_argument('--protocol', choices=PROTOCOLS, required=True,
                         help='cl2023: 5-fold CV of the 193 CL-Detection 2023 images (38 landmarks); isbi2015: '
-                             'train 001-150, test Test1 151-300 (19 landmarks, mean and senior ground truth)')
+                             'train 001-150, test Test1 151-300 (19 landmarks, one ground truth: --ground-truth)')
     parser.add_argument('--config', type=Path, required=True, help='MMPose config, e.g. '
                         'cldetection_configs/hrnet-w32_udp_512x512.py')
     parser.add_argument('--budget', choices=BUDGETS, required=True,
                         help=f'cpu: {CPU_BUDGET.max_epochs} epochs at {CPU_BUDGET.input_size[0]}x'
                              f'{CPU_BUDGET.input_size[1]} input, schedule scaled (<= 30 min on 2 cores); '
-                             'gpu: the config\'s own schedule')
+                             'config: the config\'s own schedule (e.g. the cascade\'s 2-hour CPU schedule, or '
+                             '250 epochs of HRNet-W32 on a GPU)')
     parser.add_argument('--work-dir', type=Path, required=True, help='where result.json, best.pth and logs go')
     parser.add_argument('--fold', type=int, help='cl2023 test fold, 0..4')
+    parser.add_argument('--ground-truth', choices=ISBI_GROUND_TRUTHS, default=ISBI_GROUND_TRUTHS[0],
+                        help='isbi2015: the ground truth trained, selected and tested on (default: %(default)s, the '
+                             'official one; mean = of both annotators)')
     parser.add_argument('--data-dir', type=Path, default=DEFAULT_DATA_DIR, help='data cache (default: %(default)s)')
     parser.add_argument('--shared-data', type=Path, default=DEFAULT_SHARED_DATA,
                         help='real data folder (default: %(default)s)')
@@ -394,7 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            data_dir=args.data_dir, shared_data=args.shared_data,
                            results_md=None if args.no_results else results_md, seed=args.seed,
                            infer_images=args.infer_images, pretrained=args.pretrained,
-                           max_epochs=args.max_epochs, overwrite=args.overwrite, echo=args.echo)
+                           max_epochs=args.max_epochs, overwrite=args.overwrite, echo=args.echo,
+                           ground_truth=args.ground_truth)
     for row in result_rows(result):
         print(f'{row["Protocol"]} {row["Split"]} [{row["Ground truth"]}] {row["Config"]} ({row["Budget"]}): '
               f'MRE {row["MRE"]} ± {row["SD"]} mm, SDR 2/2.5/3/4 mm {row["SDR 2mm"]} / {row["SDR 2.5mm"]} / '
