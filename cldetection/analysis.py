@@ -33,7 +33,7 @@ departure is noted:
 * **MW** modified Wits appraisal (mm) = |L12 - L11| x spacing, negative when x(L12) < x(L11) (upper incisal
   incision behind the lower one). C1 normal 2-4.5, C2 edge to edge = 0, C3 anterior cross bite < 0,
   C4 large overjet > 4.5. The paper leaves 0 < MW < 2 unassigned; the script puts it in C3, and so do we
-  (reported as "MW < 2 mm, not 0").
+  (named "anterior cross bite (< 2 mm, not 0)").
 
 Every "normal" range includes its end points (the script tests ``value < low`` and ``value > high``).
 
@@ -119,7 +119,7 @@ MEASUREMENTS: tuple[MeasurementDefinition, ...] = (
                           below=3, above=2),
     MeasurementDefinition('MW', 'mm', (LOWER_INCISOR, UPPER_INCISOR),
                           'incisal incisions L11-L12 distance, negative if L12 behind L11', 2.0, 4.5,
-                          {1: 'normal', 2: 'edge to edge', 3: 'anterior cross bite (MW < 2 mm, not 0)',
+                          {1: 'normal', 2: 'edge to edge', 3: 'anterior cross bite (< 2 mm, not 0)',
                            4: 'large overjet'}, below=3, above=4),
 )
 MEASUREMENT_NAMES: tuple[str, ...] = tuple(m.name for m in MEASUREMENTS)

@@ -228,3 +228,20 @@ def test_rows_hold_values_classes_and_reasons() -> None:
     both = comparison_row('151.jpg', analyse_landmarks(q), analyse_landmarks(p))
     assert both['SNA_gt'] == pytest.approx(81.0) and both['SNA_pred'] == '' and both['SNA_gt_class'] == 1
     assert both['note'].startswith('pred ANB: landmark 5')
+
+
+def test_analysis_overlay_draws_the_planes_and_skips_missing_landmarks() -> None:
+    from cldetection.visualize import ANALYSIS_LINE_COLOURS, draw_analysis_overlay
+
+    image = np.full((2400, 2000), 60, np.uint8)
+    p = face()
+    overlay = draw_analysis_overlay(image, p, analyse_landmarks(p), analyse_landmarks(p), title='x')
+    assert overlay.shape == (2400, 2000, 3)
+    for line, (start, end) in (('FH', (PO, OR)), ('palatal', (PNS, ANS)), ('incisors', (LOWER_INCISOR, UPPER_INCISOR))):
+        x, y = np.round((p[start - 1] + p[end - 1]) / 2).astype(int)
+        assert np.abs(overlay[y, x].astype(int) - ANALYSIS_LINE_COLOURS[line]).max() < 40, line
+    q = p.copy()
+    q[PNS - 1] = (np.nan, np.nan)
+    missing = draw_analysis_overlay(image, q, analyse_landmarks(q))
+    x, y = np.round((p[PNS - 1] + p[ANS - 1]) / 2).astype(int)
+    assert (missing[y, x] == 60).all()  # no palatal plane without PNS
