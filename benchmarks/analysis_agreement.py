@@ -38,6 +38,7 @@ from cldetection.errors import check_output_file, fail, run_cli
 
 from .data import DEFAULT_SHARED_DATA, ISBI_SPACING_MM, ISBI_TEST1_IMAGES, read_isbi_annotations
 from .process import REPO_ROOT
+from .results import _format_row
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +113,6 @@ def agreement_row(label: str, counts: Mapping[str, tuple[int, int]], date: str, 
     return {'Source': label, 'Images': '/'.join(map(str, images)),
             **{name: f'{percent[name]:.1f}' for name in MEASUREMENT_NAMES},
             'Mean': f'{sum(finite) / len(finite):.1f}' if finite else 'nan', 'Date': date, 'Commit': commit}
-
-
-def _format_row(cells: Sequence[str]) -> str:
-    return '| ' + ' | '.join(str(c).replace('|', '/') for c in cells) + ' |'
 
 
 def read_section_rows(lines: list[str]) -> list[dict[str, str]]:

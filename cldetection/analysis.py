@@ -1,13 +1,14 @@
 """Cephalometric analysis: the eight ISBI 2015 measurements and their classes, from landmarks 1-19.
 
 Source of the definitions: Wang et al., "A benchmark for comparison of dental radiography analysis
-algorithms", Medical Image Analysis 31 (2016), Table 2 (measurements ANB, SNB, SNA, ODI, APDI, FHI, FMA, MW
-and their classes), as implemented by the challenge's classification script, which computed the benchmark's
-classes from the annotated landmarks. We follow that script exactly -- vector directions, which angles are
-signed and how, boundary inclusivity -- because the benchmark's class agreement figures are defined by it.
-Public copies of the script (e.g. in GitHub projects that reuse it for their own ISBI tools) agree with each
-other on every formula below. Where the script departs from the clinical textbook, the script wins and the
-departure is noted:
+algorithms", Medical Image Analysis 31 (2016), which defines the measurements ANB, SNB, SNA, ODI, APDI, FHI,
+FMA, MW on the 19 ISBI landmarks with their classes, and the challenge's classification script (Python),
+which computed the benchmark's classes from the annotated landmarks. We follow that script exactly -- vector
+directions, which angles are signed and how, boundary inclusivity -- because the benchmark's class agreement
+figures are defined by it. We worked from three public copies of the script (in GitHub projects that reuse it
+for their own cephalometric tools); they agree with each other on every formula below, and their comments
+restate the paper's definitions. Where the script departs from the clinical textbook, the script wins and
+the departure is noted:
 
 * **ANB** (degrees) = SNA - SNB, a *signed* difference (the paper's "angle L5-L2-L6" measured so that B
   anterior of A gives ANB < 0; an unsigned angle would call a severe Class III a Class II).
@@ -232,7 +233,11 @@ def analyse_landmarks(landmarks: np.ndarray, spacing: float = 0.1, visible: Opti
     if points.ndim != 2 or points.shape[1] != 2 or points.shape[0] < NUM_ANALYSIS_LANDMARKS:
         fail(source, f'cephalometric analysis needs landmarks as K x 2 with K >= {NUM_ANALYSIS_LANDMARKS}, '
                      f'got shape {points.shape}')
-    if not (isinstance(spacing, (int, float, np.floating)) and math.isfinite(spacing) and spacing > 0):
+    try:
+        spacing = float(spacing)
+    except (TypeError, ValueError):
+        fail(source, f'pixel spacing must be a number > 0 (mm), got {spacing!r}')
+    if not (math.isfinite(spacing) and spacing > 0):
         fail(source, f'pixel spacing must be a number > 0 (mm), got {spacing!r}')
     points = points[:NUM_ANALYSIS_LANDMARKS]
     missing = ~np.isfinite(points).all(axis=1)
@@ -251,7 +256,7 @@ def analyse_landmarks(landmarks: np.ndarray, spacing: float = 0.1, visible: Opti
         value = math.nan
         if not reason:
             try:
-                value = float(_FORMULAS[definition.name](points, float(spacing)))
+                value = float(_FORMULAS[definition.name](points, spacing))
             except _Degenerate as err:
                 reason = str(err)
             if not reason and not math.isfinite(value):

@@ -158,7 +158,7 @@ def test_wrong_shape_is_an_input_error(shape: tuple[int, ...]) -> None:
         analyse_landmarks(np.zeros(shape), source='x.json')
 
 
-@pytest.mark.parametrize('spacing', [0.0, -0.1, math.nan])
+@pytest.mark.parametrize('spacing', [0.0, -0.1, math.nan, 'a', None])
 def test_bad_spacing_is_an_input_error(spacing: float) -> None:
     with pytest.raises(InputError, match='spacing'):
         analyse_landmarks(face(), spacing=spacing)

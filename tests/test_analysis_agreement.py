@@ -174,3 +174,15 @@ def test_junior_reference_on_the_real_test1(shared_data: Path) -> None:
     counts = class_agreement(junior, senior)
     assert {n: c[0] for n, c in counts.items()} == {'ANB': 110, 'SNB': 117, 'SNA': 100, 'ODI': 120, 'APDI': 124,
                                                     'FHI': 120, 'FMA': 122, 'MW': 134}
+
+
+@pytest.mark.realdata
+def test_every_real_annotation_is_measurable(shared_data: Path) -> None:
+    """All 300 ISBI images face right and give all eight measurements, for both annotators."""
+    from benchmarks.data import read_isbi_annotations
+
+    annotations = read_isbi_annotations(shared_data / 'isbi2015' / 'landmarks.csv')
+    assert len(annotations) == 300
+    for image in annotations.values():
+        for xy in image.annotations.values():
+            assert all(m.class_number is not None for m in analyse_landmarks(xy).values()), image.name
