@@ -5,7 +5,9 @@
         --load_mha_path STACK.mha --save_json_path OUT.json [--device auto] [--gt_json GT.json]
 
 With ``--gt_json`` the prediction is also scored (MRE, SDR) against that ground truth, so any stack can be
-evaluated end to end. Build a stack from your own images with ``python -m cldetection.stack``.
+evaluated end to end. With ``--analysis`` the eight ISBI 2015 cephalometric measurements (ANB, SNB, SNA, ODI,
+APDI, FHI, FMA, MW) and their classes of every slice are written to ``<json stem>_analysis.csv`` beside the
+JSON (replaced only with ``--overwrite``, like the JSON). Build a stack from your own images with ``python -m cldetection.stack``.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from typing import Optional, Sequence
 
 import cldetection  # noqa: F401  (compatibility fixes + registrations before anything imports mmpose)
 from cldetection.errors import run_cli
-from cldetection.predict import add_model_arguments, metrics_report, predict_stack_to_json
+from cldetection.predict import CHALLENGE_SPACING_MM, add_model_arguments, analysis_csv_path, metrics_report, \
+    predict_stack_to_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--gt_json', type=Path, default=None,
                         help='ground truth of (some of) the stack\'s slices, in the train-gt.json layout with '
                              '"scale": print MRE / SDR of the prediction against it')
+    parser.add_argument('--analysis', action='store_true',
+                        help='also write the cephalometric measurements and classes of every slice to '
+                             '<json stem>_analysis.csv beside the JSON (needs the 19 ISBI landmarks)')
+    parser.add_argument('--spacing', type=float, default=CHALLENGE_SPACING_MM,
+                        help='mm per pixel for the analysis\'s MW (default: %(default)s, the challenge\'s); '
+                             'slices of --gt_json use its "scale"')
     add_model_arguments(parser)
-    parser.add_argument('--overwrite', action='store_true', help='replace --save_json_path if it exists')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace --save_json_path (and with --analysis its CSV) if it exists')
     return parser
 
 
@@ -39,9 +49,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     prediction, metrics = predict_stack_to_json(
         args.config_file, args.load_weight_path, args.load_mha_path, args.save_json_path, device=args.device,
-        batch_size=args.batch_size, gt_json=args.gt_json, overwrite=args.overwrite)
+        batch_size=args.batch_size, gt_json=args.gt_json, overwrite=args.overwrite, analysis=args.analysis,
+        spacing=args.spacing)
     print(f'wrote {args.save_json_path}: {len(prediction.points)} slices, '
           f'{prediction.seconds_per_slice:.3f} s per slice (model load excluded)')
+    if args.analysis:
+        print(f'wrote {analysis_csv_path(args.save_json_path)}: cephalometric measurements of every slice')
     if metrics is not None:
         print(metrics_report(metrics))
     return 0

@@ -6,8 +6,13 @@ Testing is MMEngine's ``Runner.test`` with our ``CephalometricMetric`` (which wr
 * ``metrics.json``: exactly the metric's keys (``MRE``, ``MRE_SD``, ``SDR 2.0mm`` ... in mm and percent);
 * ``per_landmark.csv``, ``per_image.csv`` (``error_<k>`` columns: each landmark's radial error in mm);
 * ``per_landmark_mre.png`` and ``sdr_curve.png``, both computed from ``per_image.csv``;
+* ``analysis.csv`` (data with at least the 19 ISBI landmarks): per image, each cephalometric measurement of
+  :mod:`cldetection.analysis` from the prediction and from the ground truth, and both classes; the share of
+  images whose predicted class equals the ground truth's is in :attr:`EvaluationResult.analysis_agreement`;
 
-and with ``show_dir``, one ``<image>.jpg`` overlay per image (see :func:`cldetection.visualize.draw_overlay`).
+and with ``show_dir``, one ``<image>.jpg`` overlay per image (see :func:`cldetection.visualize.draw_overlay`),
+plus ``analysis/<image>.jpg`` with the analysis lines and angles of the prediction and a legend of predicted
+and ground-truth values (see :func:`cldetection.visualize.draw_analysis_overlay`).
 """
 from __future__ import annotations
 
@@ -23,12 +28,14 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from tqdm import tqdm
 
+from .analysis import NUM_ANALYSIS_LANDMARKS, Measurement, analyse_landmarks, class_agreement, comparison_row
 from .challenge_io import write_json_atomic
 from .compat import unsafe_checkpoint_global
 from .config_utils import check_dataset_files, disable_pretrained, load_config
 from .errors import fail, first_line
-from .visualize import draw_overlay, plot_per_landmark_mre, plot_sdr_curve, read_per_image_errors, \
-    read_per_landmark_rows
+from .metric import write_csv
+from .visualize import (draw_analysis_overlay, draw_overlay, plot_per_landmark_mre, plot_sdr_curve,
+                        read_per_image_errors, read_per_landmark_rows)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,8 @@ SPLIT_DATALOADERS: dict[str, str] = {'train': 'train_dataloader', 'valid': 'val_
 METRICS_FILE = 'metrics.json'
 PER_LANDMARK_CSV = 'per_landmark.csv'
 PER_IMAGE_CSV = 'per_image.csv'
+ANALYSIS_CSV = 'analysis.csv'
+ANALYSIS_OVERLAY_DIR = 'analysis'
 
 
 def _innermost_dataset(dataset: dict) -> dict:
@@ -107,11 +116,32 @@ class PredictionCollector(Hook):
 
 
 @dataclass
+class ImageAnalysis:
+    """The cephalometric measurements of one tested image, from its prediction and its ground truth."""
+    prediction: ImagePrediction
+    predicted: dict[str, Measurement]
+    ground_truth: dict[str, Measurement]
+
+
+def analyse_predictions(predictions: list[ImagePrediction]) -> list[ImageAnalysis]:
+    """Measurements of every image (empty when the data has fewer than the 19 ISBI landmarks)."""
+    if not predictions or min(len(p.pred) for p in predictions) < NUM_ANALYSIS_LANDMARKS:
+        logger.info('no cephalometric analysis: it needs the %d ISBI landmarks', NUM_ANALYSIS_LANDMARKS)
+        return []
+    return [ImageAnalysis(p, analyse_landmarks(p.pred, p.spacing, source=p.img_path),
+                          analyse_landmarks(p.gt, p.spacing, visible=p.visible, source=p.img_path))
+            for p in predictions]
+
+
+@dataclass
 class EvaluationResult:
     metrics: dict[str, float]
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
     overlays: list[Path] = field(default_factory=list)
+    #: measurement -> (images whose predicted class equals the ground truth's, images compared); empty when
+    #: the data has fewer than 19 landmarks
+    analysis_agreement: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _load_weights(runner, checkpoint: Path, config: str | Path) -> None:
@@ -157,24 +187,44 @@ def evaluate(config: str | Path, checkpoint: str | Path, *, split: str = 'test',
                                                       out_dir / 'per_landmark_mre.png', overall_mre=metrics['MRE'])
     files['sdr_curve'] = plot_sdr_curve(errors, out_dir / 'sdr_curve.png')
 
-    overlays = write_overlays(collector.predictions, show_dir) if show_dir is not None else []
+    analyses = analyse_predictions(collector.predictions)
+    agreement = {}
+    if analyses:
+        files['analysis'] = write_csv([comparison_row(Path(a.prediction.img_path).name, a.predicted, a.ground_truth)
+                                       for a in analyses], out_dir / ANALYSIS_CSV)
+        agreement = class_agreement([a.predicted for a in analyses], [a.ground_truth for a in analyses])
+
+    overlays = write_overlays(collector.predictions, show_dir, analyses) if show_dir is not None else []
     logger.info('tested %s on %d images of the %s split; results in %s', checkpoint.name,
                 len(collector.predictions), split, out_dir)
-    return EvaluationResult(metrics=metrics, out_dir=out_dir, files=files, overlays=overlays)
+    return EvaluationResult(metrics=metrics, out_dir=out_dir, files=files, overlays=overlays,
+                            analysis_agreement=agreement)
 
 
-def write_overlays(predictions: list[ImagePrediction], show_dir: str | Path) -> list[Path]:
-    """One ``<image name>.jpg`` per image: ground truth, prediction, error lines and landmark numbers."""
+def _write_jpeg(image: np.ndarray, path: Path) -> Path:
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
+        fail(path, 'cannot write the overlay image')
+    return path
+
+
+def write_overlays(predictions: list[ImagePrediction], show_dir: str | Path,
+                   analyses: Optional[list[ImageAnalysis]] = None) -> list[Path]:
+    """One ``<image name>.jpg`` per image: ground truth, prediction, error lines and landmark numbers; with
+    ``analyses`` (one per prediction) also ``analysis/<image name>.jpg``: the analysis of the prediction."""
     show_dir = Path(show_dir)
     show_dir.mkdir(parents=True, exist_ok=True)
+    if analyses:
+        (show_dir / ANALYSIS_OVERLAY_DIR).mkdir(exist_ok=True)
     written = []
-    for p in tqdm(predictions, desc='overlays', unit='image'):
+    for i, p in enumerate(tqdm(predictions, desc='overlays', unit='image')):
         image = cv2.imread(p.img_path, cv2.IMREAD_COLOR)
         if image is None:
             fail(p.img_path, 'cannot read the image to draw its overlay')
-        overlay = draw_overlay(image, p.gt, p.pred, p.visible, p.spacing, title=Path(p.img_path).name)
-        path = show_dir / f'{Path(p.img_path).stem}.jpg'
-        if not cv2.imwrite(str(path), overlay, [cv2.IMWRITE_JPEG_QUALITY, 92]):
-            fail(path, 'cannot write the overlay image')
-        written.append(path)
+        name = Path(p.img_path)
+        overlay = draw_overlay(image, p.gt, p.pred, p.visible, p.spacing, title=name.name)
+        written.append(_write_jpeg(overlay, show_dir / f'{name.stem}.jpg'))
+        if analyses:
+            analysis = draw_analysis_overlay(image, p.pred, analyses[i].predicted, analyses[i].ground_truth,
+                                             title=f'{name.name}: analysis of the prediction')
+            written.append(_write_jpeg(analysis, show_dir / ANALYSIS_OVERLAY_DIR / f'{name.stem}.jpg'))
     return written

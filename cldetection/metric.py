@@ -21,6 +21,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmpose.registry import METRICS
 
+from .challenge_io import atomic_output
+
 DEFAULT_RADII: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)
 _TOLERANCE_MM = 1e-9
 
@@ -88,10 +90,9 @@ def per_image_rows(errors_mm: np.ndarray, visible: np.ndarray, image_ids: Sequen
 
 
 def write_csv(rows: list[dict], path: str | Path) -> Path:
-    """Write dict rows as CSV (header from the first row)."""
+    """Write dict rows as CSV (header from the first row), under a temporary name renamed when complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'w', newline='', encoding='utf-8') as f:
+    with atomic_output(path, suffix='.csv') as tmp, open(tmp, 'w', newline='', encoding='utf-8') as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
         writer.writeheader()
         writer.writerows(rows)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,13 +32,15 @@ from .config_utils import disable_pretrained, load_config
 from .dataset import whole_image_bbox
 from .errors import check_output_file, fail, first_line
 from .landmarks import cephalometric_metainfo
-from .metric import DEFAULT_RADII, format_table, radial_errors_mm, summarize_errors
+from .metric import DEFAULT_RADII, format_table, radial_errors_mm, summarize_errors, write_csv
 
 logger = logging.getLogger(__name__)
 
 #: Slices per forward pass when ``batch_size`` is not given: batching pays on a GPU; on a CPU it only costs
 #: memory (the convolutions already use every core for one image).
 DEFAULT_BATCH_SIZE = {'cpu': 1, 'cuda': 8}
+#: Pixel spacing of the challenge's images (mm), for measurements of a stack without ground truth.
+CHALLENGE_SPACING_MM = 0.1
 
 
 def resolve_device(device: str = 'auto') -> str:
@@ -309,22 +312,43 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help='slices per forward pass (default: 8 on CUDA, 1 on CPU)')
 
 
+def analysis_csv_path(save_json_path: str | Path) -> Path:
+    """Where step 5's ``--analysis`` writes the measurements: ``<json stem>_analysis.csv`` beside the JSON."""
+    save_json_path = Path(save_json_path)
+    return save_json_path.with_name(f'{save_json_path.stem}_analysis.csv')
+
+
+def write_stack_analysis(points: dict[int, np.ndarray], path: str | Path, spacing: dict[int, float]) -> Path:
+    """The cephalometric measurements and classes of every slice (``points[z]``: K x 2, K >= 19) as CSV."""
+    from .analysis import analyse_landmarks, measurement_row
+
+    rows = [measurement_row(z, analyse_landmarks(points[z], spacing[z], source=f'slice {z}'), key='slice')
+            for z in sorted(points)]
+    return write_csv(rows, path)
+
+
 def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, stack_path: str | Path,
                           save_json_path: str | Path, *, device: str = 'auto', batch_size: Optional[int] = None,
                           gt_json: Optional[str | Path] = None, slices: Optional[Sequence[int]] = None,
-                          overwrite: bool = False,
-                          progress: bool = True) -> tuple[StackPrediction, Optional[dict[str, Any]]]:
+                          overwrite: bool = False, progress: bool = True, analysis: bool = False,
+                          spacing: float = CHALLENGE_SPACING_MM) -> tuple[StackPrediction, Optional[dict[str, Any]]]:
     """Step 5: predict a stack, write the challenge prediction JSON, and score it if ``gt_json`` is given.
 
     ``slices`` (1-based) limits prediction -- and the scoring -- to those slices, e.g. a test split; by default
-    every slice is predicted and every slice of the ground truth is scored. Everything that can be checked
-    before the (long) prediction is checked first -- the output path, the stack, the ground truth against the
-    stack -- and the JSON is written atomically, so a failed run writes nothing. Returns the prediction and
-    the metrics (``None`` without ``gt_json``).
+    every slice is predicted and every slice of the ground truth is scored. With ``analysis``, the
+    cephalometric measurements of every predicted slice go to :func:`analysis_csv_path` (MW in mm with the
+    ground truth's spacing for its slices, else ``spacing``). Everything that can be checked before the
+    (long) prediction is checked first -- the output paths, the stack, the ground truth against the stack --
+    and the outputs are written atomically, so a failed run writes nothing. Returns the prediction and the
+    metrics (``None`` without ``gt_json``).
     """
+    from .analysis import NUM_ANALYSIS_LANDMARKS
     from .challenge_io import load_landmarks, prediction_document, write_json_atomic
 
     save_json_path = check_output_file(save_json_path, overwrite)
+    analysis_path = check_output_file(analysis_csv_path(save_json_path), overwrite) if analysis else None
+    if analysis and not (math.isfinite(spacing) and spacing > 0):
+        fail(None, f'--spacing must be a number > 0 (mm per pixel), got {spacing}')
     info = read_stack_info(stack_path)
     if slices is not None:
         slices = sorted({int(z) for z in slices})
@@ -346,11 +370,18 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
     if ground_truth is not None and ground_truth.num_landmarks > predictor.num_landmarks:
         fail(ground_truth.path, f'has {ground_truth.num_landmarks} landmarks, the model predicts '
                                 f'{predictor.num_landmarks}')
+    if analysis and predictor.num_landmarks < NUM_ANALYSIS_LANDMARKS:
+        fail(checkpoint_file, f'the model predicts {predictor.num_landmarks} landmarks; the cephalometric '
+                              f'analysis needs the {NUM_ANALYSIS_LANDMARKS} ISBI landmarks')
     prediction = predictor.predict_stack(info.path, slices=slices, progress=progress, info=info)
     metrics = evaluate_points(prediction.points, ground_truth) if ground_truth is not None else None
     write_json_atomic(prediction_document(prediction.points), save_json_path)
     logger.info('wrote %s (%d slices x %d landmarks)', save_json_path, len(prediction.points),
                 predictor.num_landmarks)
+    if analysis_path is not None:
+        known = ground_truth.spacing if ground_truth is not None else {}
+        write_stack_analysis(prediction.points, analysis_path, {z: known.get(z, spacing) for z in prediction.points})
+        logger.info('wrote %s (cephalometric measurements of %d slices)', analysis_path, len(prediction.points))
     return prediction, metrics
 
 

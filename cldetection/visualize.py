@@ -102,6 +102,97 @@ def _draw_legend(canvas: np.ndarray, lines: list[str], unit: float, radius: int,
         _text(canvas, name, (x0 + symbol + 8, y), scale, thickness, colour)
 
 
+# ------------------------------------------------------------------------------------ analysis overlay
+#: BGR colour of each analysis line; the legend uses the same colours for the measurements they make.
+ANALYSIS_LINE_COLOURS: dict[str, tuple[int, int, int]] = {
+    'S-N': (255, 255, 255), 'N-A': (255, 200, 0), 'N-B': (255, 0, 200), 'A-B': (0, 200, 255),
+    'FH': (0, 255, 0), 'palatal': (0, 140, 255), 'mandibular': (255, 80, 80), 'facial': (200, 255, 120),
+    'Go-Gn': (120, 120, 255), 'S-Go': (180, 180, 180), 'N-Me': (180, 180, 180), 'incisors': (0, 255, 255),
+}
+#: line name -> (from, to) landmark numbers (ISBI 2015) and how far (fraction of its length) to extend it
+_ANALYSIS_LINES: dict[str, tuple[int, int, float]] = {
+    'S-N': (1, 2, 0.15), 'N-A': (2, 5, 0.0), 'N-B': (2, 6, 0.0), 'A-B': (5, 6, 0.3), 'FH': (4, 3, 0.25),
+    'palatal': (17, 18, 0.3), 'mandibular': (10, 8, 0.2), 'facial': (2, 7, 0.1), 'Go-Gn': (10, 9, 0.15),
+    'S-Go': (1, 10, 0.0), 'N-Me': (2, 8, 0.0), 'incisors': (11, 12, 0.0),
+}
+_MEASUREMENT_COLOURS: dict[str, str] = {'ANB': 'A-B', 'SNB': 'N-B', 'SNA': 'N-A', 'ODI': 'mandibular',
+                                        'APDI': 'facial', 'FHI': 'S-Go', 'FMA': 'Go-Gn', 'MW': 'incisors'}
+_UNIT_SUFFIX = {'deg': ' deg', 'mm': ' mm', 'ratio': ''}
+
+
+def _format_measurement(m) -> str:
+    if m.class_number is None:
+        return f'n/a ({m.reason})' if m.reason else 'n/a'
+    digits = 3 if m.unit == 'ratio' else 1
+    return f'{m.value:.{digits}f}{_UNIT_SUFFIX[m.unit]} C{m.class_number} {m.class_name}'
+
+
+def draw_analysis_overlay(image: np.ndarray, landmarks: np.ndarray, measurements: dict,
+                          reference: Optional[dict] = None, title: str = '') -> np.ndarray:
+    """The lines and angles of the cephalometric analysis drawn on the radiograph, with a legend of values.
+
+    Args:
+        image: ``H x W x 3`` BGR uint8 (a grey image is converted).
+        landmarks: ``K x 2`` pixels, K >= 19, the landmarks the ``measurements`` come from (ISBI order).
+        measurements: :func:`cldetection.analysis.analyse_landmarks` of ``landmarks``.
+        reference: optionally the same of the ground truth; the legend then shows both and marks with
+            ``!=`` the measurements whose classes differ.
+        title: first legend line.
+
+    Planes are drawn a little beyond their landmarks so that where they meet (the angles) is visible; arcs
+    at nasion show SNA and SNB. A line whose landmarks are not finite is left out.
+    """
+    canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    points = np.asarray(landmarks, dtype=np.float64)[:19]
+    unit = max(canvas.shape[:2]) / 1000.0
+    line, radius = max(1, round(1.5 * unit)), max(2, round(4 * unit))
+    font_scale, font_thickness = max(0.35, 0.45 * unit), max(1, round(1.0 * unit))
+
+    def pixel(xy: np.ndarray) -> tuple[int, int]:
+        return int(round(xy[0])), int(round(xy[1]))
+
+    for name, (start, end, extend) in _ANALYSIS_LINES.items():
+        a, b = points[start - 1], points[end - 1]
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            continue
+        direction = b - a
+        cv2.line(canvas, pixel(a - extend * direction), pixel(b + extend * direction), ANALYSIS_LINE_COLOURS[name],
+                 line, cv2.LINE_AA)
+    nasion, sella = points[1], points[0]
+    for target, name, arc_radius in ((points[4], 'N-A', 60), (points[5], 'N-B', 80)):
+        if np.isfinite([nasion, sella, target]).all():
+            start = float(np.degrees(np.arctan2(*(sella - nasion)[::-1])))
+            # the short way round from N->S to N->target (never the reflex angle across +-180 degrees)
+            stop = start + (float(np.degrees(np.arctan2(*(target - nasion)[::-1]))) - start + 180.0) % 360.0 - 180.0
+            r = int(arc_radius * unit)
+            cv2.ellipse(canvas, pixel(nasion), (r, r), 0, min(start, stop), max(start, stop),
+                        ANALYSIS_LINE_COLOURS[name], line, cv2.LINE_AA)
+    for k, xy in enumerate(points):
+        if np.isfinite(xy).all():
+            cv2.circle(canvas, pixel(xy), radius, (0, 0, 255), -1, cv2.LINE_AA)
+            _text(canvas, str(k + 1), pixel(xy + np.array([radius + 2, -radius - 2])), font_scale * 0.8,
+                  font_thickness)
+
+    scale, thickness = font_scale * 1.1, font_thickness + 1
+    step = int(30 * unit * 1.1) + 6
+    x0, y = int(12 * unit) + 4, int(12 * unit) + 4
+    lines = [(title, TEXT_COLOUR)] if title else []
+    if reference is not None:
+        lines.append(('measurement: prediction | ground truth', TEXT_COLOUR))
+    for name, m in measurements.items():
+        text = f'{name}: {_format_measurement(m)}'
+        if reference is not None:
+            ref = reference[name]
+            text += f' | {_format_measurement(ref)}'
+            if ref.class_number is not None and m.class_number != ref.class_number:
+                text += '  !='
+        lines.append((text, ANALYSIS_LINE_COLOURS[_MEASUREMENT_COLOURS.get(name, 'S-N')]))
+    for text, colour in lines:
+        y += step
+        _text(canvas, text, (x0, y), scale, thickness, colour)
+    return canvas
+
+
 # ------------------------------------------------------------------------------------------------ CSV input
 def read_per_image_errors(csv_path: str | Path) -> np.ndarray:
     """``N x K`` radial errors (mm) from ``per_image.csv``'s ``error_<k>`` columns; NaN where not scored."""

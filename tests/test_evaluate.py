@@ -6,6 +6,7 @@ The model is untrained (its predictions are meaningless): these tests check what
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 from pathlib import Path
@@ -67,7 +68,8 @@ def test_prints_the_table_and_writes_metrics_equal_to_the_per_image_csv(step4_ru
 def test_overlays_one_per_image_full_size_and_drawn(step4_run: tuple[Path, Path, str], coco_dir: Path) -> None:
     _, show_dir, _ = step4_run
     images = json.loads((coco_dir / 'test.json').read_text())['images']
-    assert sorted(p.name for p in show_dir.iterdir()) == sorted(Path(i['file_name']).stem + '.jpg' for i in images)
+    assert sorted(p.name for p in show_dir.iterdir() if p.is_file()) == \
+        sorted(Path(i['file_name']).stem + '.jpg' for i in images)
     for info in images:
         overlay = cv2.imread(str(show_dir / (Path(info['file_name']).stem + '.jpg')))
         original = cv2.imread(str(coco_dir / 'images' / info['file_name']))
@@ -77,6 +79,50 @@ def test_overlays_one_per_image_full_size_and_drawn(step4_run: tuple[Path, Path,
         b, g, r = (overlay[..., c].astype(int) for c in range(3))
         assert ((g > 180) & (r < 120) & (b < 120)).sum() > 20  # green ground truth
         assert ((r > 180) & (g < 120) & (b < 120)).sum() > 20  # red predictions
+
+
+def test_analysis_csv_holds_the_ground_truth_measurements_and_the_printed_agreement(
+        step4_run: tuple[Path, Path, str], coco_dir: Path) -> None:
+    """Ground-truth measurements recomputed from test.json; the printed agreement recomputed from the CSV."""
+    from cldetection.analysis import MEASUREMENT_NAMES, analyse_landmarks
+
+    out_dir, _, stdout = step4_run
+    with open(out_dir / 'analysis.csv', newline='', encoding='utf-8') as f:
+        rows = {r['image']: r for r in csv.DictReader(f)}
+    test = json.loads((coco_dir / 'test.json').read_text())
+    assert sorted(rows) == sorted(i['file_name'] for i in test['images'])
+    files = {i['id']: i['file_name'] for i in test['images']}
+    spacing = {i['id']: i['spacing'] for i in test['images']}
+    for ann in test['annotations']:
+        keypoints = np.array(ann['keypoints'], dtype=np.float64).reshape(-1, 3)
+        expected = analyse_landmarks(keypoints[:, :2], spacing[ann['image_id']], visible=keypoints[:, 2])
+        row = rows[files[ann['image_id']]]
+        for name in MEASUREMENT_NAMES:
+            assert float(row[f'{name}_gt']) == pytest.approx(expected[name].value, abs=1e-3)
+            assert row[f'{name}_gt_class'] == str(expected[name].class_number)
+    table = [line for line in stdout.splitlines() if line.startswith('class = ground truth')]
+    assert len(table) == 1 and table[0].split('|')[1:] != []
+    printed = stdout.splitlines()[stdout.splitlines().index(table[0]) + 1].split('|')[1:]
+    for name, cell in zip(MEASUREMENT_NAMES, printed):
+        agree = sum(r[f'{name}_pred_class'] == r[f'{name}_gt_class'] for r in rows.values())
+        assert cell.split('(')[1].split(')')[0] == f'{agree}/{len(rows)}'
+
+
+def test_analysis_overlays_one_per_image(step4_run: tuple[Path, Path, str], coco_dir: Path) -> None:
+    _, show_dir, _ = step4_run
+    images = json.loads((coco_dir / 'test.json').read_text())['images']
+    for info in images:
+        overlay = cv2.imread(str(show_dir / 'analysis' / (Path(info['file_name']).stem + '.jpg')))
+        original = cv2.imread(str(coco_dir / 'images' / info['file_name']))
+        assert overlay.shape == original.shape
+        assert (np.abs(overlay.astype(int) - original.astype(int)).max(axis=2) > 40).mean() > 0.01
+
+
+def test_fewer_than_19_landmarks_gives_no_analysis() -> None:
+    from cldetection.evaluate import ImagePrediction, analyse_predictions
+
+    few = ImagePrediction('a.png', 1, 0.1, np.zeros((10, 2)), np.zeros((10, 2)), np.ones(10, bool))
+    assert analyse_predictions([few]) == []
 
 
 def _assert_plot(path: Path, size: tuple[int, int]) -> None:

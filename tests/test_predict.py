@@ -319,3 +319,60 @@ def test_real_three_slice_stack_through_step5(shared_data, test_model, tmp_path,
     document = json.loads(out.read_text())
     assert prediction_schema_problems(document) == [] and len(document['points']) == 3 * 38
     assert '3 images, 114 landmarks scored' in stdout
+
+
+# ------------------------------------------------------------------------------------------ --analysis
+def _read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline='', encoding='utf-8') as f:
+        return list(csv.DictReader(f))
+
+
+def test_analysis_csv_beside_the_json_from_its_points(test_model, synthetic, tmp_path, capsys):
+    """Each slice's row equals the analysis of the written JSON's points; MW uses --spacing."""
+    from cldetection.analysis import MEASUREMENT_NAMES, analyse_landmarks
+
+    stack, _ = synthetic
+    out = tmp_path / 'pred.json'
+    code, stdout, _ = run_step5(step5_args(test_model, stack, out, '--analysis', '--spacing', '0.2'), capsys)
+    assert code == 0 and 'pred_analysis.csv' in stdout
+    rows = _read_csv(tmp_path / 'pred_analysis.csv')
+    assert [r['slice'] for r in rows] == ['1', '2', '3']
+    points = load_landmarks(out, require_spacing=False)
+    for row in rows:
+        z = int(row['slice'])
+        xy, _ = points.as_array(z)
+        expected = analyse_landmarks(xy, 0.2)
+        for name in MEASUREMENT_NAMES:
+            if expected[name].class_number is None:
+                assert row[name] == '' and row[f'{name}_class'] == '' and name in row['note']
+            else:
+                assert float(row[name]) == pytest.approx(expected[name].value, abs=1e-3)
+                assert row[f'{name}_class'] == str(expected[name].class_number)
+        incisors = xy[11] - xy[10]
+        assert abs(float(row['MW'])) == pytest.approx(0.2 * math.hypot(*incisors), abs=1e-3)
+
+
+def test_analysis_csv_is_never_overwritten_without_overwrite(test_model, synthetic, tmp_path, capsys):
+    stack, gt_path = synthetic
+    out = tmp_path / 'pred.json'
+    csv_path = tmp_path / 'pred_analysis.csv'
+    csv_path.write_text('precious')
+    code, _, err = run_step5(step5_args(test_model, stack, out, '--analysis'), capsys)
+    assert code == 2 and 'pred_analysis.csv: already exists' in err
+    assert csv_path.read_text() == 'precious' and not out.exists()  # refused before predicting anything
+    code, _, _ = run_step5(step5_args(test_model, stack, out, '--analysis', '--gt_json', gt_path, '--overwrite'),
+                           capsys)
+    assert code == 0 and len(_read_csv(csv_path)) == 3
+
+
+def test_analysis_needs_the_19_isbi_landmarks(synthetic, tmp_path, capsys):
+    stack, _ = synthetic
+    small_model = write_test_model(tmp_path / 'model10', num_landmarks=10)
+    out = tmp_path / 'pred.json'
+    code, _, err = run_step5(step5_args(small_model, stack, out, '--analysis'), capsys)
+    assert code == 2 and 'the model predicts 10 landmarks; the cephalometric analysis needs the 19' in err
+    assert not out.exists() and not (tmp_path / 'pred_analysis.csv').exists()
+    code, _, err = run_step5(step5_args(small_model, stack, out, '--analysis', '--spacing', '0'), capsys)
+    assert code == 2 and '--spacing must be a number > 0' in err
