@@ -2,7 +2,7 @@
 
 Examples::
 
-    python step3_train_and_evaluation.py cldetection_configs/hrnet-w32_udp_512x512.py \\
+    python step3_train_and_evaluation.py cldetection_configs/cascade_hrnet-s_cpu.py \\
         --cfg-options data_root=data/cl2023_coco
     python step3_train_and_evaluation.py CONFIG --resume                 # latest checkpoint of the work dir
     torchrun --nproc_per_node 4 step3_train_and_evaluation.py CONFIG --launcher pytorch   # 4 GPUs
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='Train a cephalometric landmark model (MMEngine runner) with validation; the best checkpoint '
                     '(by the config\'s save_best, "SDR 2.0mm" in ours) is kept in the work dir.',
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split('Examples::')[1])
-    parser.add_argument('config', help='MMEngine config file, e.g. cldetection_configs/hrnet-w32_udp_512x512.py')
+    parser.add_argument('config', help='MMEngine config file, e.g. cldetection_configs/cascade_hrnet-s_cpu.py')
     parser.add_argument('--work-dir', help='folder for logs and checkpoints (default: work_dirs/<config name>)')
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
                         help='resume training: from CKPT, or without a path from the latest checkpoint in the '

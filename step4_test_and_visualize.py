@@ -2,8 +2,8 @@
 
 Examples::
 
-    python step4_test_and_visualize.py cldetection_configs/hrnet-w32_udp_512x512.py \\
-        "work_dirs/hrnet-w32_udp_512x512/best_SDR 2.0mm_epoch_200.pth" --cfg-options data_root=data/cl2023_coco \\
+    python step4_test_and_visualize.py cldetection_configs/cascade_hrnet-s_cpu.py \\
+        work_dirs/cascade_hrnet-s_cpu/best_MRE_epoch_60.pth --cfg-options data_root=data/cl2023_coco \\
         --out-dir work_dirs/eval_test --show-dir work_dirs/eval_test/overlays
 
 Writes to --out-dir: metrics.json (MRE, MRE_SD, SDR 2.0/2.5/3.0/4.0mm), per_landmark.csv, per_image.csv

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIGS = (REPO / 'cldetection_configs' / 'hrnet-w32_udp_512x512.py',
+DEFAULT_CONFIGS = (REPO / 'cldetection_configs' / 'cascade_hrnet-s_cpu.py',
+                   REPO / 'cldetection_configs' / 'hrnet-w32_udp_512x512.py',
                    REPO / 'cldetection_configs' / 'tiny_cpu.py')
 SHARED_DATA = Path(os.environ.get('CLDETECTION_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 

@@ -14,7 +14,7 @@ from typing import Optional
 from .errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / 'cldetection_configs' / 'hrnet-w32_udp_512x512.py'
+DEFAULT_CONFIG = REPO_ROOT / 'cldetection_configs' / 'cascade_hrnet-s_cpu.py'
 #: The packages whose versions step 1 reports.
 REPORTED_PACKAGES: tuple[str, ...] = ('torch', 'numpy', 'mmengine', 'mmcv', 'mmpose', 'cldetection')
 
@@ -38,7 +38,8 @@ def forward_default_model(config: str | Path = DEFAULT_CONFIG, device: Optional[
                           input_size: Optional[tuple[int, int]] = None) -> dict:
     """Build the config's model with random weights (no download) and run one forward pass.
 
-    Returns the output heatmap shape, parameter count and forward time.
+    Returns the output heatmap shape, parameter count and forward time; for a cascade also the local stage's
+    output on one image's ``K`` patches (``local_input``, ``local_output``), included in the time.
     """
     import torch
     from mmengine.registry import init_default_scope
@@ -58,10 +59,15 @@ def forward_default_model(config: str | Path = DEFAULT_CONFIG, device: Optional[
     width, height = input_size or tuple(cfg.codec.input_size)
     inputs = torch.rand(1, 3, height, width, device=device)
     start = time.perf_counter()
+    local = {}
     with torch.no_grad():
         out = model(inputs, None, mode='tensor')
+        if hasattr(model, 'refine_backbone'):  # a cascade: its local stage on one image's K patches
+            patches = torch.rand(model.head.out_channels, 3, model.patch_size[1], model.patch_size[0], device=device)
+            local_out = model.refine_head.forward(model.refine_backbone(patches))
+            local = {'local_input': list(patches.shape), 'local_output': list(local_out.shape)}
     elapsed = time.perf_counter() - start
     heatmaps = out[0] if isinstance(out, (tuple, list)) else out
     return {'config': str(config), 'device': device, 'input': [1, 3, height, width],
             'output': list(heatmaps.shape), 'parameters': sum(p.numel() for p in model.parameters()),
-            'forward_seconds': elapsed}
+            'forward_seconds': elapsed, **local}

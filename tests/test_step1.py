@@ -14,7 +14,9 @@ def test_reports_versions_and_runs_a_forward_pass():
     assert result.returncode == 0, result.stderr
     for name in ('python', 'torch', 'mmengine', 'mmcv', 'mmpose', 'cldetection', 'cuda'):
         assert any(line.split()[0] == name for line in result.stdout.splitlines() if line.strip()), name
-    assert '-> [1, 38, 128, 128] on cpu' in result.stdout  # 512 x 512 input, 128 x 128 heatmaps, 38 landmarks
+    # the default cascade: 256 x 320 input -> 64 x 80 heatmaps, and 38 patches of 128 x 128 -> 38 x 32 x 32 each
+    assert '[1, 3, 320, 256] -> [1, 38, 80, 64] + local stage [38, 3, 128, 128] -> [38, 38, 32, 32] on cpu' \
+        in result.stdout
     assert result.stdout.strip().endswith('OK: the environment works')
 
 
