@@ -131,7 +131,8 @@ class AntiAliasTopdownAffine(TopdownAffine):
             results['keypoints'] = originals['keypoints'].copy()
             results['keypoints'][..., :2] = to_reduced(originals['keypoints'][..., :2], factor)
         results = super().transform(results)
-        results['keypoints'] = originals.get('keypoints', results.get('keypoints'))
+        if 'keypoints' in originals:  # (absent at inference: no key may appear that was not there)
+            results['keypoints'] = originals['keypoints']
         results['bbox_center'] = originals['bbox_center']
         results['bbox_scale'] = results['bbox_scale'] * factor
         results['input_center'] = from_reduced(results['input_center'], factor)

@@ -52,6 +52,14 @@ def test_anti_alias_affine_has_topdown_affines_geometry() -> None:
     assert np.abs(smooth['img'][inner].astype(int) - plain['img'][inner].astype(int)).mean() < 2.0
 
 
+def test_anti_alias_affine_adds_no_keypoints_at_inference() -> None:
+    """Without ground truth (step 5) the output has no ``keypoints`` key, as with MMPose's TopdownAffine."""
+    results = _topdown_results(np.random.default_rng(0))
+    del results['keypoints']
+    out = AntiAliasTopdownAffine(input_size=(256, 320), use_udp=True).transform(results)
+    assert 'keypoints' not in out and out['img'].shape == (320, 256, 3)
+
+
 def test_anti_alias_affine_leaves_small_reductions_to_mmpose() -> None:
     results = dict(img=np.zeros((300, 300, 3), np.uint8), bbox_center=np.array([[150.0, 150.0]], np.float32),
                    bbox_scale=np.array([[300.0, 300.0]], np.float32))
