@@ -28,9 +28,9 @@ candidates() {
     local root="${PYENV_ROOT:-$HOME/.pyenv}" found
     command -v "python$1" 2>/dev/null || true
     # pyenv's builds, newest patch release first
-    for found in $(ls -d "$root"/versions/"$1".*/bin/"python$1" 2>/dev/null | sort -t. -k3,3nr); do
-        echo "$found"
-    done
+    for found in "$root"/versions/"$1".*/bin/"python$1"; do
+        [[ -x "$found" ]] && echo "$found"
+    done | sort -V -r
 }
 
 find_version() {
