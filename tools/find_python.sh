@@ -50,7 +50,7 @@ case "${1:-}" in
         die "no supported Python found (need one of ${SUPPORTED[*]}); install one, or pass PYTHON=/path/to/python" ;;
     [0-9].[0-9]*)
         is_supported "$1" || die "Python $1 is not supported (supported: ${SUPPORTED[*]})"
-        find_version "$1" || die "Python $1 not found (looked on PATH and in pyenv's versions)" ;;
+        find_version "$1" || die "Python $1 not found, or without its venv module (looked on PATH and in pyenv's versions; Debian/Ubuntu: apt-get install python$1-venv)" ;;
     *)
         found="$(describe "$1")"
         if [[ -z "$found" && "$1" =~ ^python([0-9]+\.[0-9]+)$ ]]; then  # e.g. an unselected pyenv shim
