@@ -1,6 +1,5 @@
 """Every step starts with its own output: the known-harmless upstream warnings (cldetection.compat, fix 5) are
-filtered, so neither ``--help`` nor a real run (tests/test_step1.py) prints anything before it. And CI runs the
-README's test command."""
+filtered, so neither ``--help`` nor a real run (tests/test_step1.py) prints anything before it."""
 from __future__ import annotations
 
 import subprocess
@@ -21,12 +20,3 @@ def test_help_is_the_first_and_only_output(script):
     assert result.returncode == 0
     assert result.stderr == ''  # no warning, no log line
     assert result.stdout.startswith(f'usage: {script.rsplit("/", 1)[-1]} ')
-
-
-def test_ci_runs_exactly_the_readme_test_command():
-    readme = (REPO_ROOT / 'README.md').read_text()
-    section = readme.split('### Tests', 1)[1]
-    command = section.split('```bash\n', 1)[1].split('\n```', 1)[0].strip()
-    ci = [line for line in (REPO_ROOT / '.ci' / 'run').read_text().splitlines()
-          if line.strip() and not line.startswith('#') and not line.startswith(('set ', 'cd '))]
-    assert ci == [command]
