@@ -3,7 +3,7 @@
 Applied once, by ``import cldetection`` (see ``cldetection/__init__.py``); nothing else in the project patches
 anything. Each fix is a no-op where the problem it works around does not exist, so the module is safe to keep
 when the pins move. Targets (see requirements.lock): torch 2.13.0, mmengine 0.10.7, mmcv-lite 2.1.0,
-mmpose 1.3.2, no torchvision.
+mmpose 1.3.2, no torchvision; Python 3.11 to 3.13.
 
 1. ``mmcv.ops`` is missing from mmcv-lite (it has no compiled ``mmcv._ext``). MMPose 1.3.2 imports
    ``MultiScaleDeformableAttention`` from it at module level in its EDPose / RTMO transformer heads, which
@@ -25,6 +25,18 @@ mmpose 1.3.2, no torchvision.
    :func:`_history_buffer_getattr`, which resolves only those registered methods and refuses anything else.
    Likewise an empty numpy array (e.g. the metainfo's empty skeleton colours in ``meta.dataset_meta``) pickles
    its data as ``bytes()``; ``builtins.bytes`` is mapped to :func:`_empty_bytes`, which builds only that.
+4. xtcocotools (MMPose's fork of pycocotools) publishes no wheels for Python >= 3.12, so the lock installs it
+   on 3.11 only. MMPose imports it at module level in its COCO-style datasets (``xtcocotools.coco.COCO``, the
+   only part our datasets use: it loads our annotation files, which pycocotools' ``COCO`` reads the same way),
+   its bottom-up transforms (``xtcocotools.mask``, the same C API as ``pycocotools.mask``) and its COCO
+   keypoint metrics (``xtcocotools.cocoeval.COCOeval``, which adds OKS sigmas that pycocotools lacks; we use
+   our own metric). When xtcocotools is absent, we register a stand-in ``xtcocotools`` package whose ``coco``
+   and ``mask`` are pycocotools' and whose ``COCOeval`` raises on construction. An installed xtcocotools is
+   never replaced.
+5. Known-harmless upstream warnings would otherwise open every command's output: setuptools' "pkg_resources is
+   deprecated" (twice: MMEngine's ``is_installed`` imports and then reloads ``pkg_resources``) and mmcv-lite's
+   "Fail to import ``MultiScaleDeformableAttention``" (its compiled op; see 1). Each is ignored by its message,
+   category and the module that issues it (:data:`KNOWN_HARMLESS_WARNINGS`); every other warning still shows.
 """
 from __future__ import annotations
 
@@ -32,9 +44,20 @@ import importlib.util
 import re
 import sys
 import types
+import warnings
 from typing import Any, Optional
 
 _APPLIED = False
+
+#: ``(message regex, category, module regex)`` of each upstream warning we silence (fix 5). The module is the
+#: one ``warnings`` attributes the warning to; both regexes must match from the start, the module's whole name.
+KNOWN_HARMLESS_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    # setuptools >= 67 on ``import pkg_resources`` (MMEngine's package_utils), and again on its reload
+    (r'pkg_resources is deprecated as an API', UserWarning, r'(mmengine\.utils\.package_utils|importlib)\Z'),
+    # mmcv-lite: mmcv.cnn.bricks.transformer tries the compiled op at import time
+    (r'Fail to import ``MultiScaleDeformableAttention`` from ``mmcv\.ops', UserWarning,
+     r'mmcv\.cnn\.bricks\.transformer\Z'),
+)
 
 
 class _UnavailableOp:
@@ -78,6 +101,44 @@ def _install_simcc_vis_stub() -> bool:
         '_name': 'SimCCVisualizer (needs torchvision)'})
     sys.modules[name] = stub
     return True
+
+
+class _UnavailableCOCOeval(_UnavailableOp):
+    _name = ('xtcocotools.cocoeval.COCOeval (keypoint OKS evaluation; xtcocotools is not installed, and '
+             'cldetection.compat serves only its COCO loader and mask API from pycocotools)')
+
+
+def _install_xtcocotools_stand_in() -> bool:
+    """Register ``xtcocotools`` backed by pycocotools when xtcocotools is absent (no wheels for Python >= 3.12).
+
+    ``sys.modules['xtcocotools'] = None`` (Python's mark for "not importable") counts as absent.
+    """
+    if sys.modules.get('xtcocotools') is not None or importlib.util.find_spec('xtcocotools') is not None:
+        return False
+    if importlib.util.find_spec('pycocotools') is None:  # nothing to serve it from: imports fail as before
+        return False
+    import pycocotools.coco
+    import pycocotools.mask
+
+    package = types.ModuleType('xtcocotools')
+    package.__doc__ = 'cldetection.compat stand-in: xtcocotools served from pycocotools.'
+    package.__path__ = []  # a package: ``import xtcocotools.coco`` finds the submodules in sys.modules
+    coco = types.ModuleType('xtcocotools.coco')
+    coco.__doc__ = 'cldetection.compat stand-in: pycocotools.coco.COCO.'
+    coco.COCO = pycocotools.coco.COCO  # type: ignore[attr-defined]
+    cocoeval = types.ModuleType('xtcocotools.cocoeval')
+    cocoeval.__doc__ = 'cldetection.compat stand-in: COCOeval needs the real xtcocotools.'
+    cocoeval.COCOeval = _UnavailableCOCOeval  # type: ignore[attr-defined]
+    package.coco, package.cocoeval, package.mask = coco, cocoeval, pycocotools.mask  # type: ignore[attr-defined]
+    sys.modules.update({'xtcocotools': package, 'xtcocotools.coco': coco, 'xtcocotools.cocoeval': cocoeval,
+                        'xtcocotools.mask': pycocotools.mask})
+    return True
+
+
+def _filter_known_warnings() -> None:
+    """Ignore exactly the warnings in :data:`KNOWN_HARMLESS_WARNINGS` (fix 5)."""
+    for message, category, module in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings('ignore', message=message, category=category, module=module)
 
 
 def checkpoint_safe_globals() -> list:
@@ -135,7 +196,9 @@ def apply() -> None:
     global _APPLIED
     if _APPLIED:
         return
+    _filter_known_warnings()
     _install_mmcv_ops_stub()
     _install_simcc_vis_stub()
+    _install_xtcocotools_stand_in()
     _allow_checkpoint_globals()
     _APPLIED = True

@@ -1,9 +1,18 @@
 """The grand-challenge algorithm: the logic of ``step6_docker_and_upload/process.py``, and its helpers.
 
-Contract (CL-Detection 2023 on grand-challenge.org): the container finds the test stack(s) as
-``/input/images/lateral-dental-x-rays/*.mha`` and must write ``/output/orthodontic-landmarks.json`` in the
-challenge's prediction format (:func:`cldetection.challenge_io.prediction_document`). The same entry point runs
-outside Docker with ``--input-dir`` / ``--output-dir`` / ``--config`` / ``--weights``.
+Contract (CL-Detection 2023 on grand-challenge.org, as the platform's current algorithm template runs it): the
+container gets ``/input`` read-only, with ``/input/inputs.json`` (the platform's list of the job's socket values)
+naming the input socket ``lateral-dental-x-rays`` and its folder (``images/lateral-dental-x-rays``, holding the
+test stack ``*.mha``); it runs with no network and must write ``/output/orthodontic-landmarks.json`` in the
+challenge's 'Multiple points' format (:func:`cldetection.challenge_io.prediction_document`: only the keys the
+platform's schema defines). Without ``inputs.json`` (older platform versions, local runs) the fixed folder is
+used. The same entry point runs outside Docker with ``--input-dir`` / ``--output-dir`` and a model.
+
+The model (``config.py`` + ``weights.pth``), in this order: ``--config`` and ``--weights``; a model tarball
+uploaded to the platform separately from the image (Algorithm > Models), which it unpacks into
+``/opt/ml/model`` (``--model-dir`` or ``$CLDETECTION_MODEL_DIR`` move it; the two files at the tarball's top or in
+one folder: ``tarball`` below writes one); the model baked into the image at build time (``/opt/algorithm/model``,
+optional). A model folder that holds something else is an error, never silently passed over.
 
 Several input stacks: grand-challenge hands one stack per job, but if a folder holds several, all are predicted
 in file-name order and numbered on as if they were one stack: slice ``j`` of the ``i``-th stack gets
@@ -14,6 +23,8 @@ Helpers for the shell scripts of step 6 (run them with ``python -m cldetection.g
 
 * ``stage``: write a self-contained copy of a config (its ``_base_`` chain resolved) and the weights into a
   folder for ``docker build``, after checking that the model loads from them.
+* ``tarball``: the same two files as a ``.tar.gz`` to upload as the algorithm's model (unpacked to
+  ``/opt/ml/model``).
 * ``compare``: check a container's output against ``test/expected_output.json`` within a tolerance.
 """
 from __future__ import annotations
@@ -22,23 +33,34 @@ import argparse
 import json
 import logging
 import math
+import os
 import shutil
+import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .challenge_io import (PREDICTION_NAME, PREDICTION_TYPE, StackInfo, load_landmarks, prediction_document,
-                           read_stack_info, write_json_atomic)
+from .challenge_io import (PREDICTION_NAME, PREDICTION_TYPE, StackInfo, atomic_output, load_landmarks,
+                           prediction_document, read_stack_info, write_json_atomic)
 from .errors import check_output_file, fail, run_cli
 from .predict import LandmarkPredictor, add_model_arguments
 
 logger = logging.getLogger(__name__)
 
+#: The input socket (interface) of the challenge and its folder under /input.
+INPUT_SOCKET = 'lateral-dental-x-rays'
 INPUT_SUBDIR = Path('images/lateral-dental-x-rays')
+#: The platform's description of a job's inputs: a list of socket values, each with a "socket" (older
+#: platform versions: "interface") object holding "slug" and "relative_path".
+INPUTS_JSON = 'inputs.json'
 OUTPUT_NAME = 'orthodontic-landmarks.json'
-#: Where the Dockerfile puts the model (``stage`` writes these two names).
+#: Where the platform unpacks a model tarball uploaded separately from the image; the variable moves it.
+UPLOADED_MODEL_DIR = Path('/opt/ml/model')
+MODEL_DIR_ENV = 'CLDETECTION_MODEL_DIR'
+#: Where the Dockerfile bakes a model in, when built with one (``stage`` writes these two names).
 MODEL_DIR = Path('/opt/algorithm/model')
 DEFAULT_CONFIG = MODEL_DIR / 'config.py'
 DEFAULT_WEIGHTS = MODEL_DIR / 'weights.pth'
@@ -48,18 +70,84 @@ DEFAULT_TOLERANCE_PX = 3.0
 
 
 # ---------------------------------------------------------------------------------------------- inputs
+def input_stack_folder(input_dir: Path) -> Path:
+    """The folder of the ``lateral-dental-x-rays`` socket: as ``input_dir/inputs.json`` names it, or the fixed
+    ``images/lateral-dental-x-rays`` when there is no ``inputs.json``."""
+    listing = input_dir / INPUTS_JSON
+    if not listing.is_file():
+        return input_dir / INPUT_SUBDIR
+    try:
+        entries = json.loads(listing.read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        fail(listing, f'not readable as JSON ({err})')
+    if not isinstance(entries, list):
+        fail(listing, f'expected a list of socket values, found a {type(entries).__name__}')
+    slugs = []
+    for entry in entries:
+        socket = (entry.get('socket') or entry.get('interface')) if isinstance(entry, dict) else None
+        if not isinstance(socket, dict):
+            fail(listing, 'an entry has no "socket" (or "interface") object')
+        slugs.append(socket.get('slug'))
+        if socket.get('slug') != INPUT_SOCKET:
+            continue
+        relative = Path(str(socket.get('relative_path') or INPUT_SUBDIR))
+        if relative.is_absolute() or '..' in relative.parts:
+            fail(listing, f'relative_path {str(relative)!r} of "{INPUT_SOCKET}" leaves the input folder')
+        return input_dir / relative
+    fail(listing, f'no "{INPUT_SOCKET}" among the job\'s inputs {slugs}: is this the CL-Detection 2023 algorithm?')
+
+
 def find_input_stacks(input_dir: str | Path) -> list[Path]:
-    """The ``.mha`` stacks under ``input_dir/images/lateral-dental-x-rays``, sorted by name."""
+    """The ``.mha`` stacks of the ``lateral-dental-x-rays`` input (:func:`input_stack_folder`), sorted by name."""
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         fail(input_dir, 'input folder not found' if not input_dir.exists() else 'input path is not a folder')
-    stack_dir = input_dir / INPUT_SUBDIR
+    stack_dir = input_stack_folder(input_dir)
     if not stack_dir.is_dir():
         fail(stack_dir, 'no such folder: the input folder must hold images/lateral-dental-x-rays/<stack>.mha')
     stacks = sorted(p for p in stack_dir.iterdir() if p.suffix.lower() == '.mha' and p.is_file())
     if not stacks:
         fail(stack_dir, 'no .mha stack in this folder' if any(stack_dir.iterdir()) else 'folder is empty')
     return stacks
+
+
+# ---------------------------------------------------------------------------------------------- model
+def _model_in(folder: Path) -> Optional[tuple[Path, Path]]:
+    """``config.py`` and ``weights.pth`` in ``folder`` or in its one subfolder holding both; ``None`` when the
+    folder is absent or empty; a one-line error when it holds something else."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    names = (DEFAULT_CONFIG.name, DEFAULT_WEIGHTS.name)
+    present = [name for name in names if (folder / name).is_file()]
+    if len(present) == 2:
+        return folder / names[0], folder / names[1]
+    if present:
+        fail(folder, f'holds {present[0]} but no {(set(names) - set(present)).pop()}; a model is both files')
+    nested = sorted(d for d in folder.iterdir() if d.is_dir() and all((d / name).is_file() for name in names))
+    if len(nested) == 1:
+        return nested[0] / names[0], nested[0] / names[1]
+    listing = ', '.join(sorted(p.name for p in folder.iterdir())[:10])
+    fail(folder, f'holds {listing} but not one model ({" + ".join(names)} at its top or in one folder; '
+                 'python -m cldetection.grand_challenge tarball writes such a tarball)')
+
+
+def resolve_model(config: Optional[Path], weights: Optional[Path], model_dir: Optional[Path] = None,
+                  baked_dir: Path = MODEL_DIR) -> tuple[Path, Path]:
+    """The model to run: ``config`` and ``weights`` when given (both), else the uploaded model in ``model_dir``
+    (default ``$CLDETECTION_MODEL_DIR`` or ``/opt/ml/model``), else the one baked into the image."""
+    if config is not None or weights is not None:
+        if config is None or weights is None:
+            fail(config or weights, '--config and --weights go together (or give neither: see --model-dir)')
+        return config, weights
+    if model_dir is None:
+        model_dir = Path(os.environ.get(MODEL_DIR_ENV) or UPLOADED_MODEL_DIR)
+    for folder in (model_dir, baked_dir):
+        found = _model_in(folder)
+        if found is not None:
+            logger.info('model: %s + %s', *found)
+            return found
+    fail(model_dir, f'no model: upload a model tarball (unpacked here), build the image with one in {baked_dir}, '
+                    'or pass --config and --weights')
 
 
 def _output_path(output_dir: Path, overwrite: bool) -> Path:
@@ -203,6 +291,19 @@ def stage_model(config_file: str | Path, weights_file: str | Path, out_dir: str 
     return config_out, weights_out
 
 
+def write_model_tarball(config_file: str | Path, weights_file: str | Path, out: str | Path,
+                        overwrite: bool = False) -> Path:
+    """Stage a model (:func:`stage_model`) into ``out`` (``.tar.gz``) with ``config.py`` and ``weights.pth`` at
+    its top, as the platform unpacks it into ``/opt/ml/model``. Written under a temporary name, then renamed."""
+    out = check_output_file(out, overwrite)
+    with tempfile.TemporaryDirectory(prefix='cldetection-model.') as tmp:
+        staged = stage_model(config_file, weights_file, tmp)
+        with atomic_output(out) as part, tarfile.open(part, 'w:gz') as tar:
+            for path in staged:
+                tar.add(path, arcname=path.name)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- CLIs
 def build_process_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -212,8 +313,13 @@ def build_process_parser() -> argparse.ArgumentParser:
                     'on in file-name order, as if they were one.')
     parser.add_argument('--input-dir', type=Path, default=Path('/input'), help='default: /input')
     parser.add_argument('--output-dir', type=Path, default=Path('/output'), help='default: /output')
-    parser.add_argument('--config', type=Path, default=DEFAULT_CONFIG, help=f'default: {DEFAULT_CONFIG}')
-    parser.add_argument('--weights', type=Path, default=DEFAULT_WEIGHTS, help=f'default: {DEFAULT_WEIGHTS}')
+    parser.add_argument('--config', type=Path, default=None,
+                        help='model config (with --weights); default: the model in --model-dir, else the one in '
+                             f'{MODEL_DIR}')
+    parser.add_argument('--weights', type=Path, default=None, help='model checkpoint (with --config)')
+    parser.add_argument('--model-dir', type=Path, default=None,
+                        help=f'where the platform unpacks an uploaded model tarball (default: ${MODEL_DIR_ENV} or '
+                             f'{UPLOADED_MODEL_DIR})')
     add_model_arguments(parser)
     parser.add_argument('--overwrite', action='store_true', help=f'replace an existing OUTPUT/{OUTPUT_NAME}')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar (logs only)')
@@ -223,7 +329,8 @@ def build_process_parser() -> argparse.ArgumentParser:
 def process_main(argv: Optional[Sequence[str]] = None) -> int:
     """``process.py``: the container's entry point."""
     args = build_process_parser().parse_args(argv)
-    run_algorithm(args.input_dir, args.output_dir, args.config, args.weights, device=args.device,
+    config, weights = resolve_model(args.config, args.weights, args.model_dir)
+    run_algorithm(args.input_dir, args.output_dir, config, weights, device=args.device,
                   batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.no_progress)
     return 0
 
@@ -236,6 +343,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stage.add_argument('--config', type=Path, required=True)
     stage.add_argument('--weights', type=Path, required=True)
     stage.add_argument('--out', type=Path, required=True, help='folder to write config.py and weights.pth into')
+    tarball = commands.add_parser('tarball', help='write a model tarball to upload (unpacked to /opt/ml/model)')
+    tarball.add_argument('--config', type=Path, required=True)
+    tarball.add_argument('--weights', type=Path, required=True)
+    tarball.add_argument('--out', type=Path, required=True, help='the .tar.gz to write')
+    tarball.add_argument('--overwrite', action='store_true', help='replace an existing --out')
     compare = commands.add_parser('compare', help='check an output JSON against the expected one')
     compare.add_argument('actual', type=Path, help=f'the {OUTPUT_NAME} to check')
     compare.add_argument('expected', type=Path, help='the expected output (e.g. test/expected_output.json)')
@@ -245,6 +357,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == 'stage':
         config_out, weights_out = stage_model(args.config, args.weights, args.out)
         print(f'staged {config_out} and {weights_out}')
+        return 0
+    if args.command == 'tarball':
+        out = write_model_tarball(args.config, args.weights, args.out, args.overwrite)
+        print(f'wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): upload it under your algorithm\'s Models')
         return 0
     result = compare_predictions(args.actual, args.expected, args.tolerance)
     if not result.ok:

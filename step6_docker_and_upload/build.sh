@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build the grand-challenge image from this repository and a trained model.
-#   ./build.sh --config CONFIG.py --weights CHECKPOINT.pth [--tag NAME] [--base-image IMAGE]
-# The config is staged self-contained (its _base_ files resolved) next to the weights, both are checked to
-# load, and they enter the image through a named build context: nothing is copied into the repository.
+# Build the grand-challenge image from this repository, with a trained model baked in or without one.
+#   ./build.sh [--config CONFIG.py --weights CHECKPOINT.pth] [--tag NAME] [--base-image IMAGE]
+# With a model, the config is staged self-contained (its _base_ files resolved) next to the weights, both are
+# checked to load, and they enter the image through a named build context. Without one, the image runs the
+# model tarball uploaded to the platform (Algorithm > Models; see README.md). Nothing is copied into the repo.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(dirname "$HERE")"
@@ -11,7 +12,7 @@ TAG=cldetection-algorithm
 CONFIG='' WEIGHTS='' BASE_IMAGE=''
 
 die() { echo "error: $*" >&2; exit 2; }
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -23,20 +24,27 @@ while [[ $# -gt 0 ]]; do
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
-[[ -n "$CONFIG" && -n "$WEIGHTS" ]] || die "--config and --weights are required (see --help)"
-[[ -f "$CONFIG" ]] || die "$CONFIG: config file not found"
-[[ -f "$WEIGHTS" ]] || die "$WEIGHTS: weights file not found"
-[[ -x "$PYTHON" ]] || die "$PYTHON: no Python with cldetection installed (run 'make install', or set PYTHON=...)"
+[[ -n "$CONFIG" && -z "$WEIGHTS" || -z "$CONFIG" && -n "$WEIGHTS" ]] && die "--config and --weights go together"
+if [[ -n "$CONFIG" ]]; then
+    [[ -f "$CONFIG" ]] || die "$CONFIG: config file not found"
+    [[ -f "$WEIGHTS" ]] || die "$WEIGHTS: weights file not found"
+    [[ -x "$PYTHON" ]] || die "$PYTHON: no Python with cldetection installed (run 'make install', or set PYTHON=...)"
+fi
 command -v docker >/dev/null || die "docker: command not found"
 
 STAGE="$(mktemp -d "${TMPDIR:-/tmp}/cldetection-model.XXXXXX")"
 trap 'rm -rf "$STAGE"' EXIT
-"$PYTHON" -m cldetection.grand_challenge stage --config "$CONFIG" --weights "$WEIGHTS" --out "$STAGE"
+if [[ -n "$CONFIG" ]]; then
+    "$PYTHON" -m cldetection.grand_challenge stage --config "$CONFIG" --weights "$WEIGHTS" --out "$STAGE"
+else
+    echo "no --config/--weights: building an image without a model (it runs the uploaded model tarball)"
+fi
 chmod -R a+rX "$STAGE"
 
 build_args=()
 [[ -n "$BASE_IMAGE" ]] && build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 DOCKER_BUILDKIT=1 docker build \
+    --platform linux/amd64 \
     --file "$HERE/Dockerfile" \
     --build-context "model=$STAGE" \
     "${build_args[@]}" \

@@ -15,8 +15,9 @@ import pytest
 
 from cldetection.challenge_io import load_landmarks, prediction_document, write_json_atomic, write_stack
 from cldetection.errors import run_cli
-from cldetection.grand_challenge import (INPUT_SUBDIR, OUTPUT_NAME, compare_predictions, main, process_main,
-                                         prediction_schema_problems, run_algorithm, stage_model)
+from cldetection.grand_challenge import (INPUT_SUBDIR, INPUTS_JSON, MODEL_DIR_ENV, OUTPUT_NAME, compare_predictions,
+                                         find_input_stacks, main, process_main, prediction_schema_problems,
+                                         resolve_model, run_algorithm, stage_model)
 from cldetection.predict import predict_stack_to_json
 from test_predict import assert_one_line_error, synthetic, test_model  # noqa: F401  (shared fixtures)
 
@@ -118,6 +119,126 @@ def test_bad_input_is_one_line_error_and_no_output(case, message, test_model, sy
         assert not (outputs / OUTPUT_NAME).exists()
 
 
+# ------------------------------------------------------------------------- inputs.json and /opt/ml/model
+def inputs_json(root: Path, entries: object) -> Path:
+    (root / INPUTS_JSON).write_text(json.dumps(entries))
+    return root
+
+
+def socket_value(slug: str, relative_path: str, key: str = 'socket') -> dict:
+    """One entry of the platform's inputs.json (newer platform versions say "socket", older "interface")."""
+    return {key: {'slug': slug, 'kind': 'Image', 'super_kind': 'Image', 'relative_path': relative_path},
+            'image': {'name': 'stack.mha'}, 'file': None, 'value': None}
+
+
+@pytest.mark.parametrize('key', ['socket', 'interface'])
+def test_inputs_json_names_the_stack_folder(key, tmp_path):
+    root = input_folder(tmp_path / 'input')
+    (root / INPUT_SUBDIR / 'fixed.mha').write_bytes(b'')  # the fixed folder: not looked at when inputs.json is there
+    (root / 'elsewhere').mkdir()
+    (root / 'elsewhere' / 'b.mha').write_bytes(b'')
+    (root / 'elsewhere' / 'a.mha').write_bytes(b'')
+    inputs_json(root, [socket_value('some-other-input', 'images/other', key),
+                       socket_value('lateral-dental-x-rays', 'elsewhere', key)])
+    assert find_input_stacks(root) == [root / 'elsewhere' / 'a.mha', root / 'elsewhere' / 'b.mha']
+
+
+@pytest.mark.parametrize('entries, message', [
+    ([{'socket': {'slug': 'chest-x-ray', 'relative_path': 'images/chest-x-ray'}}], "no \"lateral-dental-x-rays\""),
+    ([socket_value('lateral-dental-x-rays', '../outside')], 'leaves the input folder'),
+    ([socket_value('lateral-dental-x-rays', '/abs')], 'leaves the input folder'),
+    ({'socket': 'not a list'}, 'expected a list'),
+    ([{'image': {}}], 'no "socket"'),
+    ('{broken', 'not readable as JSON'),
+])
+def test_bad_inputs_json_is_one_line_error(entries, message, tmp_path, capsys):
+    root = input_folder(tmp_path / 'input')
+    if isinstance(entries, str):
+        (root / INPUTS_JSON).write_text(entries)
+    else:
+        inputs_json(root, entries)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(process_main, ['--input-dir', str(root), '--output-dir', str(tmp_path / 'out'), '--config', 'c.py',
+                               '--weights', 'w.pth'])
+    assert exit_info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, message)
+    assert not (tmp_path / 'out').exists()
+
+
+def _tree(root: Path) -> list[tuple[str, int, int, int]]:
+    return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode)
+                  for p in [root, *root.rglob('*')])
+
+
+def test_uploaded_model_tarball_runs_from_opt_ml_model_on_a_read_only_input(test_model, synthetic, tmp_path):
+    """The container's run, outside Docker: the model tarball unpacked to a stand-in for /opt/ml/model (moved by
+    the environment variable), /input read-only with inputs.json, no model options on the command line."""
+    import tarfile
+
+    stack, _ = synthetic
+    tarball = tmp_path / 'model.tar.gz'
+    assert main(['tarball', '--config', str(test_model[0]), '--weights', str(test_model[1]),
+                 '--out', str(tarball)]) == 0
+    with tarfile.open(tarball) as tar:
+        assert sorted(tar.getnames()) == ['config.py', 'weights.pth']
+        tar.extractall(tmp_path / 'opt-ml-model', filter='data')
+    inputs = inputs_json(input_folder(tmp_path / 'input', stack),
+                         [socket_value('lateral-dental-x-rays', str(INPUT_SUBDIR))])
+    before = _tree(inputs)
+    for path in [inputs, *inputs.rglob('*')]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        result = subprocess.run([sys.executable, str(STEP6 / 'process.py'), '--input-dir', str(inputs),
+                                 '--output-dir', str(tmp_path / 'output'), '--device', 'cpu', '--no-progress'],
+                                capture_output=True, text=True, timeout=300,
+                                env={**os.environ, 'PYTHONPATH': str(REPO),
+                                     MODEL_DIR_ENV: str(tmp_path / 'opt-ml-model')})
+    finally:
+        for path in [inputs, *inputs.rglob('*')]:
+            path.chmod(path.stat().st_mode | 0o200)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'opt-ml-model/config.py' in result.stderr  # the log names the model it runs
+    assert _tree(inputs) == before  # nothing written, moved or touched (write bits given back above)
+    output = tmp_path / 'output' / OUTPUT_NAME
+    assert prediction_schema_problems(json.loads(output.read_text())) == []
+    predict_stack_to_json(*test_model, stack, tmp_path / 'step5.json', device='cpu', progress=False)
+    assert compare_predictions(output, tmp_path / 'step5.json', tolerance_px=1e-6).ok
+
+
+def test_model_resolution_order_and_errors(tmp_path):
+    uploaded, baked = tmp_path / 'opt-ml-model', tmp_path / 'baked'
+    for folder in (uploaded, baked / 'inner'):
+        folder.mkdir(parents=True)
+        (folder / 'config.py').write_text('')
+        (folder / 'weights.pth').write_bytes(b'')
+    explicit = (tmp_path / 'c.py', tmp_path / 'w.pth')
+    assert resolve_model(*explicit, model_dir=uploaded, baked_dir=baked) == explicit
+    assert resolve_model(None, None, uploaded, baked) == (uploaded / 'config.py', uploaded / 'weights.pth')
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    assert resolve_model(None, None, empty, baked) == (baked / 'inner' / 'config.py', baked / 'inner' / 'weights.pth')
+    assert resolve_model(None, None, tmp_path / 'absent', baked)[0] == baked / 'inner' / 'config.py'
+
+    from cldetection.errors import InputError
+    with pytest.raises(InputError, match='go together'):
+        resolve_model(explicit[0], None, uploaded, baked)
+    with pytest.raises(InputError, match='no model'):
+        resolve_model(None, None, empty, tmp_path / 'absent')
+    (uploaded / 'weights.pth').unlink()
+    with pytest.raises(InputError, match='holds config.py but no weights.pth'):  # never falls back to the baked one
+        resolve_model(None, None, uploaded, baked)
+    (uploaded / 'config.py').rename(uploaded / 'model.pth')
+    with pytest.raises(InputError, match='holds model.pth but not one model'):
+        resolve_model(None, None, uploaded, baked)
+
+
+def test_process_uses_the_model_dir_from_the_environment(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(MODEL_DIR_ENV, str(tmp_path / 'nothing-here'))
+    with pytest.raises(SystemExit):
+        run_cli(process_main, ['--input-dir', str(tmp_path), '--output-dir', str(tmp_path / 'out')])
+    assert_one_line_error(capsys.readouterr().err, 'nothing-here: no model')
+
+
 # --------------------------------------------------------------------------------------- comparison
 def _prediction(tmp_path: Path, name: str, points: dict) -> Path:
     return write_json_atomic(prediction_document(points), tmp_path / name)
@@ -181,6 +302,13 @@ def test_stage_writes_a_self_contained_model(test_model, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------- static checks
+def linter(name: str) -> str:
+    """hadolint / shellcheck: installed into the venv by ``make install`` (requirements.lock), so required."""
+    path = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')]))
+    assert path, f'{name} not found next to {sys.executable} or on PATH: run make install (requirements.lock)'
+    return path
+
+
 @pytest.mark.parametrize('script', ['build.sh', 'test.sh', 'export.sh'])
 def test_shell_scripts_parse_and_print_help(script):
     path = STEP6 / script
@@ -189,9 +317,35 @@ def test_shell_scripts_parse_and_print_help(script):
     assert result.returncode == 0 and result.stdout.strip()
     result = subprocess.run(['bash', str(path), '--no-such-flag'], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith('error: ')
-    if shutil.which('shellcheck'):
-        result = subprocess.run(['shellcheck', str(path)], capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize('script', ['step6_docker_and_upload/build.sh', 'step6_docker_and_upload/test.sh',
+                                    'step6_docker_and_upload/export.sh', 'tools/find_python.sh', '.ci/run'])
+def test_shellcheck(script):
+    result = subprocess.run([linter('shellcheck'), '--shell=bash', str(REPO / script)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_hadolint(tmp_path):
+    result = subprocess.run([linter('hadolint'), '--no-color', str(STEP6 / 'Dockerfile')], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bad = tmp_path / 'Dockerfile'  # the linter does fail: an unpinned base and a cd in RUN
+    bad.write_text('FROM ubuntu\nRUN cd /tmp && echo hi\n')
+    result = subprocess.run([linter('hadolint'), '--no-color', str(bad)], capture_output=True, text=True)
+    assert result.returncode != 0 and 'DL3006' in result.stdout and 'DL3003' in result.stdout
+
+
+def test_test_sh_runs_the_container_like_the_platform():
+    script = re.sub(r'\\\n\s*', ' ', (STEP6 / 'test.sh').read_text())
+    run = next(line for line in script.splitlines() if line.startswith('docker run') and '"$TAG"' in line
+               and '--entrypoint' not in line)
+    for option in ('--network none', '--volume "$WORK/input:/input:ro"', '--volume "$WORK/output:/output"',
+                   '--volume "$WORK/tmp:/tmp"', '"${model_args[@]}"', '--memory "$MEMORY"'):
+        assert option in run, option
+    assert '"$WORK/model:/opt/ml/model:ro"' in script and '"$WORK/input/inputs.json"' in script
+    assert '"slug": "lateral-dental-x-rays"' in script and '"relative_path": "images/lateral-dental-x-rays"' in script
 
 
 def test_dockerfile_copies_what_exists_and_runs_as_algorithm():
@@ -199,6 +353,9 @@ def test_dockerfile_copies_what_exists_and_runs_as_algorithm():
     instructions = re.sub(r'\\\n', ' ', dockerfile).splitlines()
     base = next(line.split('=', 1)[1] for line in instructions if line.startswith('ARG BASE_IMAGE='))
     assert re.fullmatch(r'pytorch/pytorch:\d+\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime', base)
+    # the image's torch is the one the lock pins (its own torch line is left out of the image)
+    lock_torch = re.search(r'^torch==(\S+)', (REPO / 'requirements.lock').read_text(), re.M).group(1)
+    assert base.split(':')[1].startswith(f'{lock_torch}-')
     ignore = (STEP6 / 'Dockerfile.dockerignore').read_text().splitlines()
     for line in instructions:
         if line.startswith('COPY') and '--from=' not in line:
@@ -209,6 +366,7 @@ def test_dockerfile_copies_what_exists_and_runs_as_algorithm():
     assert [line for line in instructions if line.startswith('USER')] == ['USER algorithm']
     entrypoint = next(line for line in instructions if line.startswith('ENTRYPOINT'))
     assert json.loads(entrypoint.split(None, 1)[1]) == ['python', '/opt/algorithm/process.py']
-    from cldetection.grand_challenge import DEFAULT_CONFIG, DEFAULT_WEIGHTS
-    assert f'config.py weights.pth {DEFAULT_CONFIG.parent}/' in dockerfile
+    from cldetection.grand_challenge import DEFAULT_CONFIG, DEFAULT_WEIGHTS, UPLOADED_MODEL_DIR
+    assert f'COPY --from=model --chown=algorithm:algorithm . {DEFAULT_CONFIG.parent}/' in dockerfile
     assert DEFAULT_CONFIG.name == 'config.py' and DEFAULT_WEIGHTS.name == 'weights.pth'
+    assert str(UPLOADED_MODEL_DIR) == '/opt/ml/model' and f'mkdir -p {DEFAULT_CONFIG.parent} /opt/ml/model' in dockerfile

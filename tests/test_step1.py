@@ -12,6 +12,7 @@ STEP1 = str(REPO_ROOT / 'step1_test_mmpose.py')
 def test_reports_versions_and_runs_a_forward_pass():
     result = subprocess.run([sys.executable, STEP1, '--device', 'cpu'], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('python ') and 'Warning' not in result.stderr, result.stderr  # quiet start
     for name in ('python', 'torch', 'mmengine', 'mmcv', 'mmpose', 'cldetection', 'cuda'):
         assert any(line.split()[0] == name for line in result.stdout.splitlines() if line.strip()), name
     # the default cascade: 256 x 320 input -> 64 x 80 heatmaps, and 38 patches of 128 x 128 -> 38 x 32 x 32 each
