@@ -133,6 +133,12 @@ def hardware_label(hardware: dict) -> str:
     return f'{hardware["gpu"]} ({cpu})' if hardware.get('gpu') else cpu
 
 
+def budget_label(result: dict) -> str:
+    """The budget, with the epochs when ``--max-epochs`` shortened it (e.g. ``config, 40 ep``)."""
+    shortened = result['budget_overrides'].get('shortened_to_epochs')
+    return f'{result["budget"]}, {shortened} ep' if shortened else result['budget']
+
+
 def result_rows(result: dict) -> list[dict[str, str]]:
     """The ``RESULTS.md`` rows of one validated result: one per test ground truth, the primary first."""
     names = [result['primary_ground_truth']] + [n for n in result['metrics'] if n != result['primary_ground_truth']]
@@ -141,7 +147,7 @@ def result_rows(result: dict) -> list[dict[str, str]]:
         m = result['metrics'][name]
         rows.append({
             'Date': result['date'][:10], 'Protocol': result['protocol'], 'Split': result['split'],
-            'Ground truth': name, 'Config': Path(result['config']).stem, 'Budget': result['budget'],
+            'Ground truth': name, 'Config': Path(result['config']).stem, 'Budget': budget_label(result),
             'MRE': f'{m["MRE"]:.3f}', 'SD': f'{m["MRE_SD"]:.3f}',
             **{col: f'{m[key]:.2f}' for col, key in zip(COLUMNS[8:12], SDR_KEYS)},
             'Train img/s': f'{result["training"]["images_per_s"]:.2f}',

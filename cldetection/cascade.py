@@ -242,7 +242,10 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         chosen = np.random.choice(candidates, min(int(cfg['patches_per_image']), len(candidates)), replace=False)
         points = to_reduced(keypoints, factor)
         extent = self._extent(factor)
-        spacing = float(meta.get('spacing', 0.1))
+        if 'spacing' not in meta:
+            raise KeyError('CascadeLandmarkEstimator: training samples need "spacing" (mm per pixel) for the jitter '
+                           'in mm; use CephalometricDataset and PackCephalometricInputs')
+        spacing = float(meta['spacing'])
         jitter = np.random.normal(0.0, cfg['jitter_mm'] / spacing / factor, (len(chosen), 2))
         jitter = np.clip(jitter, -cfg['max_offset'] * extent, cfg['max_offset'] * extent)
         rotations = np.random.uniform(-cfg['rotate_deg'], cfg['rotate_deg'], len(chosen))

@@ -126,6 +126,13 @@ def test_results_md_gets_one_header_and_appended_rows(tmp_path: Path) -> None:
     assert rows[0]['Hardware'] == 'AMD EPYC, 2 cores'
 
 
+def test_a_shortened_run_says_so_in_its_budget_cell() -> None:
+    result = copy.deepcopy(_fake_result())
+    assert results.result_rows(result)[0]['Budget'] == 'cpu'
+    result.update(budget='config', budget_overrides={'schedule': 'config', 'shortened_to_epochs': 40})
+    assert results.result_rows(result)[0]['Budget'] == 'config, 40 ep'
+
+
 # ------------------------------------------------------------------------------------------- cpu budget
 def _fake_protocol(tmp_path: Path, num_landmarks: int = 19) -> data.ProtocolData:
     roots = {name: tmp_path / name for name in ('train', 'test', 'test_senior')}
