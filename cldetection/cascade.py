@@ -293,7 +293,12 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             for k in range(num):
                 decoded, score = self.refine_head.decoder.decode(own[k:k + 1])
                 local[k], scores[k] = decoded[0, 0], score[0, 0]
-            keypoints = from_reduced(patch_to_image(local, centers, extent, self.patch_size), factor)
+            # A flat heatmap (the landmark is not in its patch) makes the sub-pixel fit diverge, to metres
+            # away: such an estimate, or one off the patch, leaves the point where it was.
+            size = np.array(self.patch_size, dtype=np.float64)
+            lost = ~np.all(np.isfinite(local) & (local >= 0) & (local <= size), axis=1)
+            refined = from_reduced(patch_to_image(local, centers, extent, self.patch_size), factor)
+            keypoints = np.where(lost[:, None], keypoints, refined)
         return keypoints, scores
 
     def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
@@ -306,7 +311,10 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                 raise KeyError('CascadeLandmarkEstimator needs the source image: put KeepSourceImage before '
                                'TopdownAffine in the test pipeline')
             pred = sample.pred_instances
+            # the global stage's sub-pixel fit can diverge too (flat heatmap): keep its points on the image
+            height, width = meta['ori_shape'][:2]
             coarse = np.asarray(pred.keypoints, dtype=np.float64)
+            coarse = np.where(np.isfinite(coarse), coarse, 0.0).clip(0, [width - 1, height - 1])
             refined = np.stack([self.refine(points, meta['source_img'], int(meta['source_factor']))[0]
                                 for points in coarse])
             pred.coarse_keypoints = coarse.astype(np.float32)

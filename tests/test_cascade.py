@@ -180,3 +180,28 @@ def test_cascade_without_source_image_in_the_pipeline_says_what_is_missing(train
     image = next((coco / 'images').glob('*.png'))
     with pytest.raises(KeyError, match='KeepSourceImage'):
         inference_topdown(model, str(image))
+
+
+def test_refine_keeps_a_point_whose_patch_heatmap_is_flat_or_diverges(monkeypatch) -> None:
+    """Seen on real data: an unlearned channel's flat heatmap sent the sub-pixel fit 18 m away."""
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    model = MODELS.build(load_config(TINY_CASCADE).model).eval()
+    source = np.random.default_rng(0).integers(0, 255, (300, 200), dtype=np.uint8)
+    points = np.array([[100.0, 200.0], [300.0, 150.0], [50.0, 500.0]] + [[200.0, 300.0]] * 35)
+    monkeypatch.setattr(model, '_refine_forward', lambda patches: torch.zeros(len(patches), 38, 16, 16))
+    kept, _ = model.refine(points, source, 2)
+    np.testing.assert_array_equal(kept, points)
+
+    def diverging(heatmaps):
+        return np.array([[[1e7, -3e6]]]), np.array([[0.01]])
+
+    monkeypatch.setattr(model, '_refine_forward', lambda patches: torch.rand(len(patches), 38, 16, 16))
+    monkeypatch.setattr(model.refine_head.decoder, 'decode', diverging)
+    kept, _ = model.refine(points, source, 2)
+    np.testing.assert_array_equal(kept, points)
