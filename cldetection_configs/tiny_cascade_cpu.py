@@ -30,6 +30,8 @@ model = dict(
     refine=dict(backbone=narrow_hrnet, head=dict(in_channels=width, decoder=patch_codec),
                 patch_size=patch_codec['input_size'], train=dict(patches_per_image=4)))
 
+# restated: MMEngine resolves the base file's variables when it parses it, so the new codec reaches the pipelines
+# only by writing them again
 train_pipeline = [
     dict(type='LoadImage'),
     dict(type='GetBBoxCenterScale', padding={{_base_.bbox_padding}}),
