@@ -38,7 +38,7 @@ from cldetection.errors import check_output_file, fail, run_cli
 
 from .data import DEFAULT_SHARED_DATA, ISBI_SPACING_MM, ISBI_TEST1_IMAGES, read_isbi_annotations
 from .process import REPO_ROOT
-from .results import _format_row
+from .results import format_row, parse_table
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +120,7 @@ def read_section_rows(lines: list[str]) -> list[dict[str, str]]:
     if SECTION_START not in lines or SECTION_END not in lines:
         return []
     body = lines[lines.index(SECTION_START):lines.index(SECTION_END)]
-    table = [line for line in body if line.startswith('|')]
-    if len(table) < 2:
-        return []
-    header = [c.strip() for c in table[0].strip('|').split('|')]
-    return [dict(zip(header, (c.strip() for c in line.strip('|').split('|')))) for line in table[2:]]
+    return parse_table([line for line in body if line.startswith('|')])
 
 
 def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Path:
@@ -144,9 +140,9 @@ def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Pa
         kept[row['Source']] = row
     ordered = [kept.pop(JUNIOR_LABEL)] if JUNIOR_LABEL in kept else []
     ordered += list(kept.values())
-    section = [SECTION_START, SECTION_HEADING, '', SECTION_INTRO, '', _format_row(COLUMNS),
-               _format_row(['---'] * len(COLUMNS)),
-               *(_format_row([r.get(c, '') for c in COLUMNS]) for r in ordered), SECTION_END]
+    section = [SECTION_START, SECTION_HEADING, '', SECTION_INTRO, '', format_row(COLUMNS),
+               format_row(['---'] * len(COLUMNS)),
+               *(format_row([r.get(c, '') for c in COLUMNS]) for r in ordered), SECTION_END]
     if SECTION_START in lines:
         start, end = lines.index(SECTION_START), lines.index(SECTION_END)
         lines = lines[:start] + section + lines[end + 1:]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 SCHEMA = 'cldetection-benchmark/1'
 SDR_KEYS: tuple[str, ...] = ('SDR 2.0mm', 'SDR 2.5mm', 'SDR 3.0mm', 'SDR 4.0mm')
@@ -159,8 +159,23 @@ def result_rows(result: dict) -> list[dict[str, str]]:
     return rows
 
 
-def _format_row(cells: Iterable[str]) -> str:
+def format_row(cells: Iterable[str]) -> str:
+    """One Markdown table row (a ``|`` inside a cell becomes ``/``)."""
     return '| ' + ' | '.join(str(c).replace('|', '/') for c in cells) + ' |'
+
+
+def parse_table(table: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a Markdown table given as its lines (header, separator, rows) as dicts keyed by the header;
+    a row whose number of cells differs from the header's is skipped."""
+    if not table:
+        return []
+    header = [c.strip() for c in table[0].strip('|').split('|')]
+    rows = []
+    for line in table[2:]:
+        cells = [c.strip() for c in line.strip().strip('|').split('|')]
+        if len(cells) == len(header):
+            rows.append(dict(zip(header, cells)))
+    return rows
 
 
 def _table_lines(lines: list[str]) -> tuple[int, int] | None:
@@ -183,12 +198,12 @@ def append_rows(results_md: str | Path, rows: list[dict[str, str]]) -> Path:
     results_md = Path(results_md)
     text = results_md.read_text(encoding='utf-8') if results_md.is_file() else ''
     lines = text.splitlines()
-    new = [_format_row(row[c] for c in COLUMNS) for row in rows]
+    new = [format_row(row[c] for c in COLUMNS) for row in rows]
     span = _table_lines(lines)
     if span is None:
         if not lines:
             lines = [RESULTS_TITLE, '', RESULTS_INTRO, '']
-        header = [RUNS_HEADING, '', _format_row(COLUMNS), _format_row('---' for _ in COLUMNS)]
+        header = [RUNS_HEADING, '', format_row(COLUMNS), format_row('---' for _ in COLUMNS)]
         lines = lines + ([''] if lines and lines[-1] else []) + header + new
     else:
         lines = lines[:span[1]] + new + lines[span[1]:]
@@ -204,15 +219,7 @@ def read_rows(results_md: str | Path) -> list[dict[str, str]]:
         return []
     lines = results_md.read_text(encoding='utf-8').splitlines()
     span = _table_lines(lines)
-    if span is None:
-        return []
-    header = [c.strip() for c in lines[span[0]].strip('|').split('|')]
-    rows = []
-    for line in lines[span[0] + 2:span[1]]:
-        cells = [c.strip() for c in line.strip().strip('|').split('|')]
-        if len(cells) == len(header):
-            rows.append(dict(zip(header, cells)))
-    return rows
+    return [] if span is None else parse_table(lines[span[0]:span[1]])
 
 
 def replace_summary(results_md: str | Path, summary_lines: list[str]) -> Path:
