@@ -94,7 +94,7 @@ def test_cut_patches_samples_the_image_around_each_centre() -> None:
     assert patches.shape == (2, 64, 64) and matrices.shape == (2, 2, 3)
     # each bright pixel sits at the centre of its own patch ((64 - 1) / 2 = 31.5: between four pixels)
     for patch, value in zip(patches, (255, 200)):
-        assert patch[31:33, 31:33].sum() == pytest.approx(value, abs=2)
+        assert int(patch[31:33, 31:33].sum()) == pytest.approx(value, abs=2)  # int: no unsigned wrap-around
     empty, _ = cut_patches(image, np.zeros((0, 2)), 63.0, (64, 64))
     assert empty.shape == (0, 64, 64)
 
