@@ -301,8 +301,16 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             keypoints = np.where(lost[:, None], keypoints, refined)
         return keypoints, scores
 
+    def coarse_predict(self, inputs: torch.Tensor, data_samples: list) -> list:
+        """The global stage's predictions (MMPose's top-down predict), which the local stage starts from.
+
+        A method of its own so that diagnostics can replace the starting points (``benchmarks.cascade_oracle``
+        centres the patches on the ground truth to measure the local stage alone).
+        """
+        return super().predict(inputs, data_samples)
+
     def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
-        results = super().predict(inputs, data_samples)
+        results = self.coarse_predict(inputs, data_samples)
         if not self.test_cfg.get('refine', True):
             return results
         for sample in results:

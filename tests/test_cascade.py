@@ -167,6 +167,21 @@ def test_step5_predictor_equals_the_dataset_pipeline(trained_cascade, tmp_path) 
     assert reference.pred_instances.coarse_keypoints.shape == (1, 38, 2)
 
 
+def test_oracle_diagnostic_centres_the_patches_on_the_truth(trained_cascade, tmp_path) -> None:
+    """benchmarks.cascade_oracle: with no local iteration the prediction is exactly the (jittered) centre."""
+    from benchmarks.cascade_oracle import run_test
+
+    coco, checkpoint = trained_cascade
+    test = [TINY_CASCADE, checkpoint, str(coco), 'test']
+    assert run_test(*test, 0, 0.0, tmp_path)['MRE'] == 0.0  # centres = the truth, nothing refines them
+    jittered = run_test(*test, 0, 2.5, tmp_path)['MRE']
+    assert 2.5 < jittered < 3.8  # 2 x 38 points: mean radius of a 2-D Gaussian, SD 2.5 mm per axis = 3.13 mm
+    as_trained = run_test(*test, 1, None, tmp_path)['MRE']
+    from cldetection.evaluate import evaluate
+    assert as_trained == pytest.approx(evaluate(TINY_CASCADE, checkpoint, split='test', out_dir=tmp_path / 'step4',
+                                                cfg_options={'data_root': str(coco)}).metrics['MRE'])
+
+
 def test_cascade_without_source_image_in_the_pipeline_says_what_is_missing(trained_cascade) -> None:
     from mmpose.apis import inference_topdown, init_model
 
