@@ -291,6 +291,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
         fail(work_dir, 'work dir is not empty; choose another or pass --overwrite (our files are replaced)')
     work_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc).astimezone()
+    commit = git_commit()  # the code that trains: a long run must not record commits made while it ran
 
     data = prepare_protocol(protocol, data_dir, shared_data, fold or 0, echo, ground_truth)
     budget = CPU_BUDGET if budget_name == 'cpu' else None
@@ -330,7 +331,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
         else str(config),
         'derived_config': str(config_out), 'budget': budget_name, 'budget_overrides': overrides,
         'pretrained': pretrained, 'seed': seed,
-        'date': started.isoformat(timespec='seconds'), 'git_commit': git_commit(), 'hardware': hardware(),
+        'date': started.isoformat(timespec='seconds'), 'git_commit': commit, 'hardware': hardware(),
         'data': {'num_landmarks': data.num_landmarks,
                  'train_images': len(image_ids(data.train_root / 'train.json')),
                  'valid_images': len(image_ids(data.valid_root / 'valid.json')),
