@@ -13,6 +13,7 @@ every number the project reports comes from one implementation.
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -74,6 +75,24 @@ def per_landmark_rows(errors_mm: np.ndarray, visible: np.ndarray, names: Sequenc
         rows.append({'landmark': k + 1, 'name': name, 'count': int(np.count_nonzero(visible[:, k])),
                      **summary})
     return rows
+
+
+def unlearned_landmarks(errors_mm: np.ndarray, visible: np.ndarray, factor: float = 5.0,
+                        min_mm: float = 10.0) -> list[tuple[int, float, float]]:
+    """Landmarks whose MRE is both over ``min_mm`` and ``factor`` times the median landmark's MRE.
+
+    Returns ``(landmark index, its MRE, the median landmark MRE)`` per such landmark. From scratch, a heatmap
+    model can leave a landmark's channel flat (the MSE on a small Gaussian rewards predicting zero); that landmark
+    then errs by centimetres while the others are fine, which the pooled MRE hides in a slightly worse number.
+    """
+    per_landmark = np.array([summarize_errors(errors_mm[:, k], visible[:, k])['MRE']
+                             for k in range(errors_mm.shape[1])])
+    finite = per_landmark[np.isfinite(per_landmark)]
+    if finite.size < 3:
+        return []
+    median = float(np.median(finite))
+    return [(k, float(v), median) for k, v in enumerate(per_landmark)
+            if np.isfinite(v) and v > min_mm and v > factor * median]
 
 
 def per_image_rows(errors_mm: np.ndarray, visible: np.ndarray, image_ids: Sequence, image_names: Sequence[str],
@@ -159,6 +178,10 @@ class CephalometricMetric(BaseMetric):
                             'excluded_invisible': int((~visible).sum())}
         print_log('CephalometricMetric: {images} images, {landmarks} landmarks scored, {excluded_invisible} '
                   'excluded as invisible'.format(**self.last_counts), logger='current')
+        for k, mre, median in unlearned_landmarks(errors, visible):
+            print_log(f'CephalometricMetric: landmark {k + 1} has an MRE of {mre:.1f} mm, {mre / median:.0f}x the '
+                      f'median landmark\'s {median:.2f} mm: its heatmap may not have been learned (see '
+                      f'docs/accuracy.md, "unlearned landmarks")', logger='current', level=logging.WARNING)
         if self.output_dir:
             meta_names = (self.dataset_meta or {}).get('keypoint_id2name')
             names = [meta_names[k] for k in range(errors.shape[1])] if meta_names else \

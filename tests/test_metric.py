@@ -109,3 +109,33 @@ def test_per_image_rows_blank_for_invisible():
 def test_format_table_shows_mre_sd_and_sdrs():
     text = format_table(summarize_errors(np.array([1.0, 3.0])))
     assert 'MRE (mm)' in text and '2.000 ± 1.000' in text and '50.00 %' in text
+
+
+def test_unlearned_landmark_is_named_and_hard_ones_are_not():
+    from cldetection.metric import unlearned_landmarks
+
+    errors = np.tile([1.0, 1.5, 2.0, 4.0, 9.0, 60.0], (3, 1))  # landmark 5: hard but < 10 mm; 6: collapsed
+    visible = np.ones_like(errors, dtype=bool)
+    assert unlearned_landmarks(errors, visible) == [(5, 60.0, 3.0)]
+    visible[:, 5] = False  # invisible everywhere: nothing to judge
+    assert unlearned_landmarks(errors, visible) == []
+    assert unlearned_landmarks(np.full((2, 6), 15.0), np.ones((2, 6), bool)) == []  # all bad alike: early epochs
+
+
+def test_metric_warns_about_an_unlearned_landmark(monkeypatch):
+    import logging
+
+    import cldetection.metric
+
+    logged = []
+    monkeypatch.setattr(cldetection.metric, 'print_log', lambda msg, logger=None, level=logging.INFO:
+                        logged.append((level, msg)))
+    gt = [[100.0 * k, 100.0] for k in range(1, 7)]
+    pred = [[x + 5, y] for x, y in gt[:5]] + [[gt[5][0] + 600, 100.0]]  # 0.5 mm x 5, 60 mm
+    metric = CephalometricMetric()
+    metric.process([], [_sample(1, gt, pred, 0.1), _sample(2, gt, pred, 0.1)])
+    result = metric.compute_metrics(metric.results)
+    assert result['MRE'] == pytest.approx((5 * 0.5 + 60) / 6)
+    warnings = [msg for level, msg in logged if level == logging.WARNING]
+    assert len(warnings) == 1
+    assert 'landmark 6 has an MRE of 60.0 mm, 120x the median landmark\'s 0.50 mm' in warnings[0]
