@@ -22,7 +22,8 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 def test_ablations_exist() -> None:
     assert {'cascade_local-hm64.py', 'cascade_global-320x384.py', 'cascade_local-dark.py',
-            'cascade_local-0.15mm.py'} <= set(ABLATIONS)
+            'cascade_local-0.15mm.py', 'cascade_global-ohkm.py',
+            'cascade_global-sigma4.py'} <= set(ABLATIONS)
 
 
 @pytest.mark.parametrize('name', ABLATIONS)
@@ -38,6 +39,10 @@ def test_ablation_builds_and_both_stages_match_their_codecs(name: str) -> None:
     input_sizes = {tuple(t['input_size']) for d in iter_dataset_cfgs(cfg) for t in d['pipeline']
                    if t['type'] == 'AntiAliasTopdownAffine'}
     assert input_sizes == {tuple(cfg.model.head.decoder['input_size'])}
+    # the training targets are made with the codec the head decodes with (a stale pipeline would not be)
+    encoders = [{k: v for k, v in t['encoder'].items() if k != '_scope_'}
+                for t in cfg.train_dataloader.dataset.pipeline if t['type'] == 'GenerateTarget']
+    assert encoders == [{k: v for k, v in cfg.model.head.decoder.items() if k != '_scope_'}]
 
     model = MODELS.build(cfg.model).eval()
     width, height = cfg.model.head.decoder['input_size']
