@@ -8,7 +8,8 @@ re-applies these three variables to every place they feed, so each stays a singl
 
 * ``data_root=DIR``: every dataset whose ``data_root`` was the config's ``data_root``;
 * ``pretrained=None`` (or a URL / path): the backbone's ImageNet ``init_cfg`` off (or pointing there);
-* ``num_landmarks=N``: the heatmap head's ``out_channels`` and every dataset's ``num_landmarks``.
+* ``num_landmarks=N``: the heatmap head's ``out_channels`` and every dataset's ``num_landmarks`` (and a hard
+  keypoint mining loss's ``topk``, capped at N).
 """
 from __future__ import annotations
 
@@ -152,6 +153,21 @@ def set_num_landmarks(cfg: Config, num_landmarks: int) -> None:
     for dataset in iter_dataset_cfgs(cfg):
         if 'num_landmarks' in dataset or dataset.get('type') == 'CephalometricDataset':
             dataset['num_landmarks'] = num_landmarks
+    # hard keypoint mining keeps the top k of the N channels; MMPose refuses k > N at the first training step
+    for loss in _walk_dicts(cfg.model):
+        if loss.get('type') == 'KeypointOHKMMSELoss' and loss.get('topk', 8) > num_landmarks:
+            loss['topk'] = num_landmarks
+
+
+def _walk_dicts(node: Any) -> Iterator[dict]:
+    """Every dict inside ``node`` (itself included), through dicts and lists."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk_dicts(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _walk_dicts(value)
 
 
 def dataset_ann_path(dataset: dict) -> Optional[Path]:

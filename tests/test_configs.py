@@ -106,6 +106,22 @@ def test_num_landmarks_option_reaches_both_cascade_heads() -> None:
     assert {d['num_landmarks'] for d in iter_dataset_cfgs(cfg)} == {19}
 
 
+def test_num_landmarks_option_caps_hard_keypoint_mining() -> None:
+    """The cascade's global loss mines the 8 hardest channels; with fewer landmarks it mines all of them, and the
+    model trains (MMPose raises on topk > channels at the first step)."""
+    def ohkm_topk(cfg) -> list[int]:
+        return [loss['topk'] for loss in cfg.model.head.loss['losses'] if loss['type'] == 'KeypointOHKMMSELoss']
+
+    assert ohkm_topk(load_config(CONFIG_DIR / 'cascade_hrnet-s_cpu.py', {'num_landmarks': 19})) == [8]
+    cfg = load_config(CONFIG_DIR / 'cascade_hrnet-s_cpu.py', {'num_landmarks': 5})
+    assert ohkm_topk(cfg) == [5]
+
+    import torch
+    from mmpose.registry import MODELS
+    loss = MODELS.build(cfg.model.head.loss)
+    assert torch.isfinite(loss(torch.rand(2, 5, 8, 8), torch.rand(2, 5, 8, 8), torch.ones(2, 5)))
+
+
 def test_cascade_config_keeps_the_source_image_in_every_pipeline() -> None:
     cfg = load_config(CONFIG_DIR / 'cascade_hrnet-s_cpu.py')
     for dataset in iter_dataset_cfgs(cfg):
