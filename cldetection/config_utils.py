@@ -91,16 +91,22 @@ def set_data_root(cfg: Config, data_root: str | Path, previous: Optional[str] = 
     return changed
 
 
-def _walk_init_cfgs(node: Any, path: str = 'model') -> Iterator[tuple[dict, str]]:
+def _walk_dicts(node: Any, path: str = 'model') -> Iterator[tuple[dict, str]]:
+    """Every dict inside ``node`` (itself included), through dicts and lists, with its config path."""
     if isinstance(node, dict):
+        yield node, path
         for key, value in node.items():
-            if key == 'init_cfg':
-                yield node, f'{path}.init_cfg'
-            else:
-                yield from _walk_init_cfgs(value, f'{path}.{key}')
+            yield from _walk_dicts(value, f'{path}.{key}')
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            yield from _walk_init_cfgs(value, f'{path}[{i}]')
+            yield from _walk_dicts(value, f'{path}[{i}]')
+
+
+def _walk_init_cfgs(node: Any) -> Iterator[tuple[dict, str]]:
+    """The dicts of ``node`` that hold an ``init_cfg``, with the config path of that ``init_cfg``."""
+    for owner, path in _walk_dicts(node):
+        if 'init_cfg' in owner:
+            yield owner, f'{path}.init_cfg'
 
 
 def _is_pretrained(init_cfg: Any) -> bool:
@@ -154,20 +160,9 @@ def set_num_landmarks(cfg: Config, num_landmarks: int) -> None:
         if 'num_landmarks' in dataset or dataset.get('type') == 'CephalometricDataset':
             dataset['num_landmarks'] = num_landmarks
     # hard keypoint mining keeps the top k of the N channels; MMPose refuses k > N at the first training step
-    for loss in _walk_dicts(cfg.model):
+    for loss, _ in _walk_dicts(cfg.model):
         if loss.get('type') == 'KeypointOHKMMSELoss' and loss.get('topk', 8) > num_landmarks:
             loss['topk'] = num_landmarks
-
-
-def _walk_dicts(node: Any) -> Iterator[dict]:
-    """Every dict inside ``node`` (itself included), through dicts and lists."""
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk_dicts(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            yield from _walk_dicts(value)
 
 
 def dataset_ann_path(dataset: dict) -> Optional[Path]:
