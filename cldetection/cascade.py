@@ -36,7 +36,7 @@ from mmpose.models.pose_estimators import TopdownPoseEstimator
 from mmpose.registry import KEYPOINT_CODECS, MODELS, TRANSFORMS
 from mmpose.structures.bbox import get_udp_warp_matrix
 
-from .transforms import RandomXRayIntensity
+from .transforms import RandomXRayIntensity, deform_image_and_points, random_deformation_field
 
 #: ``results`` keys that :class:`KeepSourceImage` adds and ``PackCephalometricInputs`` must keep.
 SOURCE_META_KEYS: tuple[str, ...] = ('source_img', 'source_factor')
@@ -183,6 +183,8 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                             jitter_mm=2.5,        # SD of the patch centre's offset from the truth, per axis
                             max_offset=0.35,      # offset cut at this fraction of the patch side
                             rotate_deg=10.0, scale_range=(0.9, 1.1), intensity=dict(prob=0.5),
+                            deform=None,          # or dict(axis_scale=, elastic_sd=, grid=, prob=): per-axis
+                                                  # scale + elastic field per patch (RandomElasticDeform's)
                             loss_weight=1.0),
                  test=dict(iterations=1))         # refinements, each centred on the previous estimate
 
@@ -203,7 +205,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         self.patch_size = tuple(int(v) for v in refine.pop('patch_size'))
         self.pixel_scale = float(refine.pop('pixel_scale'))
         self.refine_train = dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0,
-                                 scale_range=(0.9, 1.1), intensity=dict(prob=0.5), loss_weight=1.0)
+                                 scale_range=(0.9, 1.1), intensity=dict(prob=0.5), deform=None, loss_weight=1.0)
         self.refine_train.update(refine.pop('train', {}))
         self.refine_test = dict(iterations=1)
         self.refine_test.update(refine.pop('test', {}))
@@ -214,6 +216,8 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             raise ValueError(f'CascadeLandmarkEstimator: the refine head needs a decoder whose input_size is the '
                              f'patch_size {self.patch_size}')
         self._intensity = RandomXRayIntensity(**self.refine_train['intensity'])
+        self._deform = dict(axis_scale=0.1, elastic_sd=0.01, grid=5, prob=0.5)
+        self._deform.update(self.refine_train['deform'] or dict(prob=0.0))
 
     # ------------------------------------------------------------------------------ patches
     def _extent(self, factor: int) -> float:
@@ -256,6 +260,11 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         for i, matrix in enumerate(matrices):
             patches[i] = self._intensity.transform({'img': patches[i]})['img']
             in_patch = cv2.transform(points[None, :, :].astype(np.float32), matrix)[0]
+            if self._deform['prob'] > 0 and np.random.rand() < self._deform['prob']:
+                field = random_deformation_field(patches[i].shape, self._deform['axis_scale'],
+                                                 self._deform['elastic_sd'], self._deform['grid'],
+                                                 np.random.default_rng(np.random.randint(2 ** 31)))
+                patches[i], in_patch = deform_image_and_points(patches[i], in_patch, field)
             encoded = codec.encode(in_patch[None], visible[None])
             heatmaps.append(encoded['heatmaps'])
             weights.append(encoded['keypoint_weights'][0])
