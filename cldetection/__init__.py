@@ -9,14 +9,15 @@ from . import compat
 
 compat.apply()
 
-from .cascade import AntiAliasTopdownAffine, CascadeLandmarkEstimator, KeepSourceImage  # noqa: E402
+from .cascade import (AntiAliasTopdownAffine, CascadeLandmarkEstimator, KeepSourceImage,  # noqa: E402
+                      LocalStageScheduleHook)
 from .dataset import CephalometricDataset  # noqa: E402  (registration needs compat applied first)
 from .hooks import EpochSeedHook  # noqa: E402
 from .losses import SumOfLosses  # noqa: E402
 from .metric import CephalometricMetric  # noqa: E402
-from .transforms import PackCephalometricInputs, RandomXRayIntensity  # noqa: E402
+from .transforms import PackCephalometricInputs, RandomElasticDeform, RandomXRayIntensity  # noqa: E402
 
 __version__ = '0.1.0'
 __all__ = ['AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'CephalometricDataset', 'CephalometricMetric',
-           'EpochSeedHook', 'KeepSourceImage', 'PackCephalometricInputs', 'RandomXRayIntensity', 'SumOfLosses',
-           '__version__']
+           'EpochSeedHook', 'KeepSourceImage', 'LocalStageScheduleHook', 'PackCephalometricInputs',
+           'RandomElasticDeform', 'RandomXRayIntensity', 'SumOfLosses', '__version__']

@@ -25,15 +25,19 @@ edges).
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import cv2
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmpose.datasets.transforms import TopdownAffine
 from mmpose.models.pose_estimators import TopdownPoseEstimator
-from mmpose.registry import KEYPOINT_CODECS, MODELS, TRANSFORMS
+from mmpose.registry import HOOKS, KEYPOINT_CODECS, MODELS, TRANSFORMS
 from mmpose.structures.bbox import get_udp_warp_matrix
 
 from .transforms import RandomXRayIntensity, deform_image_and_points, random_deformation_field
@@ -216,6 +220,8 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             raise ValueError(f'CascadeLandmarkEstimator: the refine head needs a decoder whose input_size is the '
                              f'patch_size {self.patch_size}')
         self._intensity = RandomXRayIntensity(**self.refine_train['intensity'])
+        #: set by LocalStageScheduleHook: the local stage no longer trains (no patches cut, no loss)
+        self.refine_frozen = False
         self._deform = dict(axis_scale=0.1, elastic_sd=0.01, grid=5, prob=0.5)
         self._deform.update(self.refine_train['deform'] or dict(prob=0.0))
 
@@ -272,6 +278,8 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
 
     def loss(self, inputs: torch.Tensor, data_samples: list) -> dict:
         losses = super().loss(inputs, data_samples)
+        if self.refine_frozen:
+            return losses
         parts = [self._training_patches(sample) for sample in data_samples]
         patches = np.concatenate([p[0] for p in parts])
         if len(patches) == 0:
@@ -339,6 +347,75 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         return results
 
 
+# ---------------------------------------------------------------------------------------- training schedule
+@HOOKS.register_module()
+class LocalStageScheduleHook(Hook):
+    """Train the local stage over the first ``epochs`` epochs only: its LR follows a cosine to 0, then it is
+    frozen while the global stage trains on.
+
+    Why: trained from scratch on ~135 images, the local stage overfits long before the global stage has learned
+    (ISBI senior: with patches centred on the truth the local stage errs by 1.20 mm after a 40-epoch schedule
+    and 1.34 mm after 120 epochs, while the global stage alone improves from 2.29 to 2.05 mm). Once frozen, its
+    patches are no longer cut or run, so the remaining epochs cost the global stage only.
+
+    The local stage's LR is the global stage's times ``(1 + cos(pi * t / T)) / 2`` (t: epochs done, fractional;
+    T = ``epochs``, or the run's max_epochs if fewer: a short budget trains the local stage throughout), so
+    warm-up and the global cosine apply to both. Needs the local stage in
+    parameter groups of its own: ``optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'refine_':
+    dict(lr_mult=1.0)}))``. A run resumed after T freezes the local stage at its first iteration.
+    """
+
+    priority = 'LOW'  # after ParamSchedulerHook has set this iteration's LR
+
+    def __init__(self, epochs: float) -> None:
+        if not epochs > 0:
+            raise ValueError(f'LocalStageScheduleHook: epochs must be > 0, got {epochs!r}')
+        self.epochs = float(epochs)
+        self._local_groups: list[dict] = []
+        self._other_groups: list[dict] = []
+
+    @staticmethod
+    def _model(runner) -> 'CascadeLandmarkEstimator':
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not isinstance(model, CascadeLandmarkEstimator):
+            raise TypeError(f'LocalStageScheduleHook: the model is a {type(model).__name__}, not a cascade')
+        return model
+
+    @staticmethod
+    def _local_parameters(model: 'CascadeLandmarkEstimator') -> list[torch.nn.Parameter]:
+        return list(model.refine_backbone.parameters()) + list(model.refine_head.parameters())
+
+    def before_train(self, runner) -> None:
+        local_ids = {id(p) for p in self._local_parameters(self._model(runner))}
+        groups = runner.optim_wrapper.optimizer.param_groups
+        self._local_groups = [g for g in groups if all(id(p) in local_ids for p in g['params'])]
+        self._other_groups = [g for g in groups if not any(id(p) in local_ids for p in g['params'])]
+        if len(self._local_groups) + len(self._other_groups) != len(groups) or not self._other_groups \
+                or sum(len(g['params']) for g in self._local_groups) != len(local_ids):
+            raise ValueError("LocalStageScheduleHook: the local stage needs parameter groups of its own; set "
+                             "optim_wrapper.paramwise_cfg=dict(custom_keys={'refine_': dict(lr_mult=1.0)})")
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        model = self._model(runner)
+        if model.refine_frozen:
+            return
+        done = runner.epoch + batch_idx / max(len(runner.train_dataloader), 1)
+        span = min(self.epochs, runner.max_epochs)
+        if done >= span and span < runner.max_epochs:
+            model.refine_frozen = True
+            for param in self._local_parameters(model):
+                param.requires_grad_(False)
+                param.grad = None  # Adam skips parameters without a gradient
+            print_log(f'LocalStageScheduleHook: local stage frozen at epoch {done:.2f} of {runner.max_epochs}',
+                      logger='current')
+            return
+        factor = 0.5 * (1.0 + math.cos(math.pi * done / span))
+        reference = self._other_groups[0]['lr']
+        for group in self._local_groups:
+            group['lr'] = reference * factor
+
+
 __all__: Sequence[str] = ('AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'KeepSourceImage',
+                          'LocalStageScheduleHook',
                           'SOURCE_META_KEYS', 'area_downscale', 'cut_patches', 'patch_to_image',
                           'patch_warp_matrix')

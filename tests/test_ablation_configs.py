@@ -23,7 +23,8 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 def test_ablations_exist() -> None:
     assert {'cascade_local-hm64.py', 'cascade_global-320x384.py', 'cascade_local-dark.py',
             'cascade_local-0.15mm.py', 'cascade_global-ohkm.py',
-            'cascade_global-sigma4.py', 'cascade_local-jitter5mm.py', 'cascade_scn-augment.py'} <= set(ABLATIONS)
+            'cascade_global-sigma4.py', 'cascade_local-jitter5mm.py', 'cascade_scn-augment.py',
+            'cascade_local-40ep.py'} <= set(ABLATIONS)
 
 
 @pytest.mark.parametrize('name', ABLATIONS)

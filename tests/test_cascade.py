@@ -220,3 +220,93 @@ def test_refine_keeps_a_point_whose_patch_heatmap_is_flat_or_diverges(monkeypatc
     monkeypatch.setattr(model.refine_head.decoder, 'decode', diverging)
     kept, _ = model.refine(points, source, 2)
     np.testing.assert_array_equal(kept, points)
+
+
+# ------------------------------------------------------------------------------ the local stage's schedule
+def _runner_for(cfg_optim: dict, max_epochs: int = 3, iters_per_epoch: int = 4):
+    from types import SimpleNamespace
+
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    model = MODELS.build(load_config(TINY_CASCADE).model)
+    return SimpleNamespace(model=model, optim_wrapper=build_optim_wrapper(model, cfg_optim), epoch=0,
+                           max_epochs=max_epochs, train_dataloader=[None] * iters_per_epoch)
+
+
+def test_local_stage_schedule_anneals_then_freezes_the_local_stage_only() -> None:
+    from cldetection.cascade import LocalStageScheduleHook
+
+    runner = _runner_for(dict(optimizer=dict(type='Adam', lr=1e-3),
+                              paramwise_cfg=dict(custom_keys={'refine_': dict(lr_mult=1.0)})))
+    hook = LocalStageScheduleHook(epochs=1.5)  # of 3
+    hook.before_train(runner)
+    local = {id(p) for p in list(runner.model.refine_backbone.parameters()) +
+             list(runner.model.refine_head.parameters())}
+    groups = runner.optim_wrapper.optimizer.param_groups
+    local_lrs = lambda: {g['lr'] for g in groups if id(g['params'][0]) in local}  # noqa: E731
+    hook.before_train_iter(runner, 0)
+    assert local_lrs() == {1e-3}
+    hook.before_train_iter(runner, 2)  # 0.5 epochs done of 1.5: cosine factor (1 + cos(pi / 3)) / 2 = 0.75
+    (lr, ) = local_lrs()
+    assert lr == pytest.approx(0.75e-3)
+    assert {g['lr'] for g in groups if id(g['params'][0]) not in local} == {1e-3}  # the global stage as scheduled
+    assert not runner.model.refine_frozen
+    runner.epoch = 1
+    hook.before_train_iter(runner, 2)  # 1.5 epochs done: frozen
+    assert runner.model.refine_frozen
+    assert not any(p.requires_grad for p in runner.model.refine_backbone.parameters())
+    assert all(p.requires_grad for p in runner.model.backbone.parameters())
+
+    # a run shorter than `epochs` (the cpu budget) trains the local stage to its end, annealed over the run
+    runner = _runner_for(dict(optimizer=dict(type='Adam', lr=1e-3),
+                              paramwise_cfg=dict(custom_keys={'refine_': dict(lr_mult=1.0)})))
+    hook = LocalStageScheduleHook(epochs=40)
+    hook.before_train(runner)
+    local = {id(p) for p in list(runner.model.refine_backbone.parameters()) +
+             list(runner.model.refine_head.parameters())}
+    runner.epoch = 2
+    hook.before_train_iter(runner, 3)  # 2.75 of 3 epochs done
+    assert not runner.model.refine_frozen
+    (lr, ) = {g['lr'] for g in runner.optim_wrapper.optimizer.param_groups if id(g['params'][0]) in local}
+    assert lr == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 2.75 / 3)))
+
+
+def test_local_stage_schedule_needs_the_local_stage_in_groups_of_its_own() -> None:
+    from cldetection.cascade import LocalStageScheduleHook
+
+    runner = _runner_for(dict(optimizer=dict(type='Adam', lr=1e-3)))  # one group for everything
+    with pytest.raises(ValueError, match="custom_keys={'refine_'"):
+        LocalStageScheduleHook(epochs=1).before_train(runner)
+    with pytest.raises(ValueError, match='epochs'):
+        LocalStageScheduleHook(epochs=0)
+
+
+def test_step3_with_the_local_stage_schedule_stops_training_the_local_stage(tmp_path) -> None:
+    """Through step 3: the local stage's weights stop changing once frozen, the global stage's do not."""
+    import torch
+
+    from test_train import STEP3, _env, make_tiny_coco
+
+    coco = make_tiny_coco(tmp_path)
+    config = tmp_path / 'scheduled.py'
+    config.write_text(f"_base_ = '{TINY_CASCADE}'\n"
+                      "optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'refine_': dict(lr_mult=1.0)}))\n"
+                      "custom_hooks = _base_.custom_hooks + [dict(type='LocalStageScheduleHook', epochs=1)]\n")
+    work_dir = tmp_path / 'work'
+    proc = subprocess.run([sys.executable, str(STEP3), str(config), '--work-dir', str(work_dir), '--seed', '0',
+                           '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
+                           'train_cfg.max_epochs=2', 'train_cfg.val_interval=1',
+                           'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=3'],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'local stage frozen at epoch 1.00 of 2' in next(work_dir.glob('*/*.log')).read_text()
+    first, second = (torch.load(work_dir / f'epoch_{e}.pth', map_location='cpu', weights_only=False)['state_dict']
+                     for e in (1, 2))
+    local = [k for k in first if k.startswith('refine_') and first[k].is_floating_point()]
+    assert local and all(torch.equal(first[k], second[k]) for k in local)
+    assert not all(torch.equal(first[k], second[k]) for k in first if k.startswith('backbone.'))
