@@ -8,3 +8,11 @@ _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'refine_': dict(lr_mult=1.0)}))  # own groups for the hook
 custom_hooks = _base_.custom_hooks + [dict(type='LocalStageScheduleHook', epochs=40)]
+
+# the 120-epoch schedule the default had when this ran (the default now stops at 40)
+max_epochs = 120
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', begin=0, end=50, start_factor=0.01, by_epoch=False),  # warm-up
+    dict(type='CosineAnnealingLR', begin=0, end=max_epochs, T_max=max_epochs, eta_min=1e-5, by_epoch=True),
+]
