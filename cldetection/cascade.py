@@ -40,7 +40,7 @@ from mmpose.models.pose_estimators import TopdownPoseEstimator
 from mmpose.registry import HOOKS, KEYPOINT_CODECS, MODELS, TRANSFORMS
 from mmpose.structures.bbox import get_udp_warp_matrix
 
-from .transforms import RandomXRayIntensity, deform_image_and_points, random_deformation_field
+from .transforms import RandomElasticDeform, RandomXRayIntensity
 
 #: ``results`` keys that :class:`KeepSourceImage` adds and ``PackCephalometricInputs`` must keep.
 SOURCE_META_KEYS: tuple[str, ...] = ('source_img', 'source_factor')
@@ -222,8 +222,8 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         self._intensity = RandomXRayIntensity(**self.refine_train['intensity'])
         #: set by LocalStageScheduleHook: the local stage no longer trains (no patches cut, no loss)
         self.refine_frozen = False
-        self._deform = dict(axis_scale=0.1, elastic_sd=0.01, grid=5, prob=0.5)
-        self._deform.update(self.refine_train['deform'] or dict(prob=0.0))
+        deform = self.refine_train['deform']
+        self._deform = RandomElasticDeform(**deform) if deform else None
 
     # ------------------------------------------------------------------------------ patches
     def _extent(self, factor: int) -> float:
@@ -266,11 +266,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         for i, matrix in enumerate(matrices):
             patches[i] = self._intensity.transform({'img': patches[i]})['img']
             in_patch = cv2.transform(points[None, :, :].astype(np.float32), matrix)[0]
-            if self._deform['prob'] > 0 and np.random.rand() < self._deform['prob']:
-                field = random_deformation_field(patches[i].shape, self._deform['axis_scale'],
-                                                 self._deform['elastic_sd'], self._deform['grid'],
-                                                 np.random.default_rng(np.random.randint(2 ** 31)))
-                patches[i], in_patch = deform_image_and_points(patches[i], in_patch, field)
+            if self._deform is not None:
+                deformed = self._deform.transform({'img': patches[i], 'transformed_keypoints': in_patch})
+                patches[i], in_patch = deformed['img'], deformed['transformed_keypoints']
             encoded = codec.encode(in_patch[None], visible[None])
             heatmaps.append(encoded['heatmaps'])
             weights.append(encoded['keypoint_weights'][0])
