@@ -183,6 +183,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                  patch_size=(128, 128),           # patch (w, h) in pixels = the codec's input_size
                  pixel_scale=2.0,                 # radiograph pixels per patch pixel (the source factor
                                                   # of KeepSourceImage must divide into it)
+                 context=None,                    # or one integer per input channel, the first 1, e.g.
+                                                  # (1, 2, 4): channel c shows context[c] times the patch's
+                                                  # field at the same pixel count (see _source_levels)
                  train=dict(patches_per_image=8,  # landmarks refined per image and iteration (random)
                             jitter_mm=2.5,        # SD of the patch centre's offset from the truth, per axis
                             max_offset=0.35,      # offset cut at this fraction of the patch side
@@ -190,7 +193,8 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                             deform=None,          # or dict(axis_scale=, elastic_sd=, grid=, prob=): per-axis
                                                   # scale + elastic field per patch (RandomElasticDeform's)
                             loss_weight=1.0),
-                 test=dict(iterations=1))         # refinements, each centred on the previous estimate
+                 test=dict(iterations=1,          # refinements, each centred on the previous estimate
+                           shift=0.0))            # > 0: also 4 patches moved +-shift x patch side, averaged
 
         The global stage's ``test_cfg`` may set ``refine=False`` to return the global estimates only (for
         ablations).
@@ -208,10 +212,16 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         self.refine_head = MODELS.build(refine.pop('head'))
         self.patch_size = tuple(int(v) for v in refine.pop('patch_size'))
         self.pixel_scale = float(refine.pop('pixel_scale'))
+        context = refine.pop('context', None)
+        self.context = None if context is None else tuple(int(c) for c in context)
+        if self.context is not None and (self.context[0] != 1 or min(self.context) < 1
+                                         or tuple(context) != self.context):
+            raise ValueError(f'CascadeLandmarkEstimator: refine.context must be positive integers starting with 1 '
+                             f'(the patch itself), got {context!r}')
         self.refine_train = dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0,
                                  scale_range=(0.9, 1.1), intensity=dict(prob=0.5), deform=None, loss_weight=1.0)
         self.refine_train.update(refine.pop('train', {}))
-        self.refine_test = dict(iterations=1)
+        self.refine_test = dict(iterations=1, shift=0.0)
         self.refine_test.update(refine.pop('test', {}))
         if refine:
             raise ValueError(f'CascadeLandmarkEstimator: unknown refine keys {sorted(refine)}')
@@ -223,6 +233,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         #: set by LocalStageScheduleHook: the local stage no longer trains (no patches cut, no loss)
         self.refine_frozen = False
         deform = self.refine_train['deform']
+        if deform and self.context is not None:
+            raise ValueError('CascadeLandmarkEstimator: refine.train.deform cannot be combined with refine.context '
+                             '(the deformation would move the patch and not its context channels)')
         self._deform = RandomElasticDeform(**deform) if deform else None
 
     # ------------------------------------------------------------------------------ patches
@@ -230,10 +243,38 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         """Pixels of the ``factor``-reduced source that one patch covers."""
         return self.pixel_scale / factor * max(self.patch_size)
 
+    def _source_levels(self, source: np.ndarray) -> list[np.ndarray]:
+        """The images the local stage's input channels are cut from: ``source`` alone, or with ``context``, one
+        per channel, ``source`` reduced ``context[c]`` times (area averaging).
+
+        A context channel covers ``context[c]`` times the patch's field with the same pixel count; cutting it from
+        a reduced copy (same extent in the copy's pixels) resamples without aliasing, like the patch itself. The
+        context lets the local stage see the structures around its patch (the whole ramus for gonion, the skull
+        base for porion and articulare) at no extra network cost: only the first convolution reads channels.
+        """
+        if self.context is None:
+            return [source]
+        levels: dict[int, np.ndarray] = {}
+        for scale in self.context:
+            if scale not in levels:
+                levels[scale] = area_downscale(source, scale)
+        return [levels[scale] for scale in self.context]
+
+    def _cut_inputs(self, levels: list[np.ndarray], centers: np.ndarray, extent: float | np.ndarray,
+                    rotations: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+        """``P x C x h x w`` patches (C: 1, or one per context level) around ``centers`` (pixels of the reduced
+        source) and the warp matrices of the patch itself (channel 0), which the heatmap targets follow."""
+        scales = self.context or (1, )
+        cuts = [cut_patches(level, to_reduced(centers, scale) if scale > 1 else centers, extent, self.patch_size,
+                            rotations) for level, scale in zip(levels, scales)]
+        return np.stack([patches for patches, _ in cuts], axis=1), cuts[0][1]
+
     def _normalise(self, patches: np.ndarray) -> torch.Tensor:
-        """``P x h x w`` uint8 grey patches -> the network's normalised ``P x 3 x h x w`` float input."""
-        x = torch.from_numpy(patches).to(self.data_preprocessor.mean.device, torch.float32)[:, None]
-        x = x.expand(-1, 3, -1, -1)
+        """``P x C x h x w`` uint8 grey patches -> the network's normalised ``P x 3 x h x w`` float input (one
+        channel is repeated 3 times, as the global stage sees the grey radiograph)."""
+        x = torch.from_numpy(np.ascontiguousarray(patches)).to(self.data_preprocessor.mean.device, torch.float32)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
         return (x - self.data_preprocessor.mean) / self.data_preprocessor.std
 
     def _refine_forward(self, patches: np.ndarray) -> torch.Tensor:
@@ -260,15 +301,16 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         jitter = np.clip(jitter, -cfg['max_offset'] * extent, cfg['max_offset'] * extent)
         rotations = np.random.uniform(-cfg['rotate_deg'], cfg['rotate_deg'], len(chosen))
         extents = extent * np.random.uniform(*cfg['scale_range'], len(chosen))
-        patches, matrices = cut_patches(source, points[chosen] + jitter, extents, self.patch_size, rotations)
+        patches, matrices = self._cut_inputs(self._source_levels(source), points[chosen] + jitter, extents,
+                                             rotations)
         codec = self.refine_head.decoder
         heatmaps, weights = [], []
         for i, matrix in enumerate(matrices):
-            patches[i] = self._intensity.transform({'img': patches[i]})['img']
+            patches[i] = self._intensity.transform({'img': patches[i]})['img']  # the same change on every channel
             in_patch = cv2.transform(points[None, :, :].astype(np.float32), matrix)[0]
-            if self._deform is not None:
-                deformed = self._deform.transform({'img': patches[i], 'transformed_keypoints': in_patch})
-                patches[i], in_patch = deformed['img'], deformed['transformed_keypoints']
+            if self._deform is not None:  # (one channel: deform and context exclude each other)
+                deformed = self._deform.transform({'img': patches[i, 0], 'transformed_keypoints': in_patch})
+                patches[i, 0], in_patch = deformed['img'], deformed['transformed_keypoints']
             encoded = codec.encode(in_patch[None], visible[None])
             heatmaps.append(encoded['heatmaps'])
             weights.append(encoded['keypoint_weights'][0])
@@ -290,30 +332,58 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             predicted, targets, weights)
         return losses
 
+    def _test_offsets(self, extent: float) -> np.ndarray:
+        """Patch-centre offsets (source pixels) of one refinement: (0, 0), then the test-time shifts.
+
+        ``test.shift`` (a fraction of the patch side, 0 = off) adds four patches moved by that much along +-x and
+        +-y; each patch's estimate is mapped back to the image and the estimates are averaged. The local stage
+        leans on where its patch is cut; averaging over cuts spreads that bias.
+        """
+        shift = float(self.refine_test.get('shift', 0.0)) * extent
+        if shift <= 0:
+            return np.zeros((1, 2))
+        return np.array([[0.0, 0.0], [shift, 0.0], [-shift, 0.0], [0.0, shift], [0.0, -shift]])
+
+    def _refine_once(self, centers: np.ndarray, levels: list[np.ndarray], extent: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """One local pass on patches centred on ``centers`` (reduced-source pixels; ``levels``: see
+        :meth:`_source_levels`): estimates (NaN where the landmark was lost: a flat heatmap or a fit off the
+        patch) and heatmap scores."""
+        num = len(centers)
+        patches, _ = self._cut_inputs(levels, centers, extent)
+        with torch.no_grad():
+            heatmaps = self._refine_forward(patches)
+        own = heatmaps[torch.arange(num), torch.arange(num)].cpu().numpy()  # channel k of patch k
+        local, scores = np.zeros((num, 2)), np.zeros(num)
+        for k in range(num):
+            decoded, score = self.refine_head.decoder.decode(own[k:k + 1])
+            local[k], scores[k] = decoded[0, 0], score[0, 0]
+        # A flat heatmap (the landmark is not in its patch) makes the sub-pixel fit diverge, to metres
+        # away: such an estimate, or one off the patch, counts as lost.
+        size = np.array(self.patch_size, dtype=np.float64)
+        lost = ~np.all(np.isfinite(local) & (local >= 0) & (local <= size), axis=1)
+        refined = patch_to_image(local, centers, extent, self.patch_size)
+        refined[lost] = np.nan
+        return refined, scores
+
     def refine(self, keypoints: np.ndarray, source: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
         """Refine ``K x 2`` radiograph-pixel estimates on patches of ``source`` (reduced ``factor`` times).
 
-        Returns the refined ``K x 2`` keypoints and their heatmap scores.
+        Returns the refined ``K x 2`` keypoints and their heatmap scores. A landmark lost on every patch keeps
+        its previous estimate.
         """
-        num = len(keypoints)
         extent = self._extent(factor)
-        scores = np.zeros(num)
+        offsets = self._test_offsets(extent)
+        levels = self._source_levels(source)
+        scores = np.zeros(len(keypoints))
         for _ in range(int(self.refine_test['iterations'])):
             centers = to_reduced(keypoints, factor)
-            patches, _ = cut_patches(source, centers, extent, self.patch_size)
-            with torch.no_grad():
-                heatmaps = self._refine_forward(patches)
-            own = heatmaps[torch.arange(num), torch.arange(num)].cpu().numpy()  # channel k of patch k
-            local = np.zeros((num, 2))
-            for k in range(num):
-                decoded, score = self.refine_head.decoder.decode(own[k:k + 1])
-                local[k], scores[k] = decoded[0, 0], score[0, 0]
-            # A flat heatmap (the landmark is not in its patch) makes the sub-pixel fit diverge, to metres
-            # away: such an estimate, or one off the patch, leaves the point where it was.
-            size = np.array(self.patch_size, dtype=np.float64)
-            lost = ~np.all(np.isfinite(local) & (local >= 0) & (local <= size), axis=1)
-            refined = from_reduced(patch_to_image(local, centers, extent, self.patch_size), factor)
-            keypoints = np.where(lost[:, None], keypoints, refined)
+            estimates, all_scores = zip(*(self._refine_once(centers + offset, levels, extent) for offset in offsets))
+            estimates = np.stack(estimates)  # cuts x K x 2
+            found = np.isfinite(estimates).all(axis=2)
+            mean = np.nansum(estimates, axis=0) / np.maximum(found.sum(axis=0), 1)[:, None]
+            keypoints = np.where(found.any(axis=0)[:, None], from_reduced(mean, factor), keypoints)
+            scores = np.mean(all_scores, axis=0)
         return keypoints, scores
 
     def coarse_predict(self, inputs: torch.Tensor, data_samples: list) -> list:

@@ -24,7 +24,7 @@ def test_ablations_exist() -> None:
     assert {'cascade_local-hm64.py', 'cascade_global-320x384.py', 'cascade_local-dark.py',
             'cascade_local-0.15mm.py', 'cascade_global-ohkm.py',
             'cascade_global-sigma4.py', 'cascade_local-jitter5mm.py', 'cascade_scn-augment.py',
-            'cascade_local-40ep.py'} <= set(ABLATIONS)
+            'cascade_local-40ep.py', 'cascade_local-context.py'} <= set(ABLATIONS)
 
 
 @pytest.mark.parametrize('name', ABLATIONS)
@@ -50,7 +50,8 @@ def test_ablation_builds_and_both_stages_match_their_codecs(name: str) -> None:
     with torch.no_grad():
         heatmaps = model(torch.rand(1, 3, height, width), None, mode='tensor')
     assert heatmaps.shape[2:] == tuple(reversed(cfg.model.head.decoder['heatmap_size']))
-    patch = np.random.default_rng(0).integers(0, 255, (2, *model.patch_size), dtype=np.uint8)
+    channels = len(model.context or (1, ))
+    patch = np.random.default_rng(0).integers(0, 255, (2, channels, *model.patch_size), dtype=np.uint8)
     with torch.no_grad():
         local = model._refine_forward(patch)
     assert local.shape == (2, 38, *reversed(model.refine_head.decoder.heatmap_size))

@@ -222,6 +222,107 @@ def test_refine_keeps_a_point_whose_patch_heatmap_is_flat_or_diverges(monkeypatc
     np.testing.assert_array_equal(kept, points)
 
 
+def test_refine_with_test_time_shifts_averages_the_cuts_that_find_the_landmark(monkeypatch) -> None:
+    """``refine.test.shift``: four more patches moved by shift x patch side; estimates of the cuts that see the
+    landmark are averaged, a cut that loses it (flat heatmap) does not count."""
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    cfg = load_config(TINY_CASCADE)
+    cfg.model.refine.test = dict(iterations=1, shift=0.25)
+    model = MODELS.build(cfg.model).eval()
+    codec = model.refine_head.decoder
+    factor, extent = 2, model._extent(2)  # 64 reduced pixels per patch side; the shift: 16
+    dot = np.array([100.0, 150.0])  # (x, y) in the reduced source
+    source = np.zeros((300, 200), dtype=np.uint8)
+    source[150, 100] = 255
+    cuts_seeing_the_dot = []
+
+    def brightest_pixel_network(patches: np.ndarray) -> torch.Tensor:
+        """A stand-in local network: every channel peaks on the patch's brightest pixel (flat if none)."""
+        heatmaps = np.zeros((len(patches), 38) + tuple(codec.heatmap_size[::-1]), dtype=np.float32)
+        for i, patch in enumerate(patches):
+            if patch.max() > 0:
+                y, x = np.unravel_index(np.argmax(patch[0]), patch[0].shape)
+                heatmaps[i] = codec.encode(np.full((1, 38, 2), (x, y), dtype=np.float32), np.ones((1, 38)))['heatmaps']
+                cuts_seeing_the_dot.append(i)
+        return torch.from_numpy(heatmaps)
+
+    monkeypatch.setattr(model, '_refine_forward', brightest_pixel_network)
+    near = from_reduced(dot + [3.0, -2.0], factor)  # every cut sees the dot
+    only_plus_x = from_reduced(dot - [34.0, 0.0], factor)  # 34 > 32 (half a patch); 34 - 16 < 32: only +x sees it
+    far = np.array([[20.0, 20.0]] * 36)  # no cut sees it: kept
+    points = np.concatenate([near[None], only_plus_x[None], far])
+    refined, _ = model.refine(points, source, factor)
+    assert extent == 64
+    np.testing.assert_allclose(refined[0], from_reduced(dot, factor), atol=2.0)
+    np.testing.assert_allclose(refined[1], from_reduced(dot, factor), atol=2.0)
+    np.testing.assert_array_equal(refined[2:], far)
+    assert len(cuts_seeing_the_dot) == 5 + 1  # landmark 0 on all five cuts, landmark 1 on one
+
+
+def test_context_channels_show_wider_fields_around_the_same_centre() -> None:
+    """``refine.context=(1, 2, 4)``: channel c is the patch's field times context[c], same centre, same size."""
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    cfg = load_config(TINY_CASCADE)
+    cfg.model.refine.context = (1, 2, 4)
+    model = MODELS.build(cfg.model).eval()
+    source = np.zeros((400, 400), dtype=np.uint8)
+    source[200:204, 216:220] = 255  # a 4 x 4 block: still one full pixel after the 4x area reduction
+    block_centre = np.array([217.5, 201.5])
+    extent = model._extent(2)  # 64 source pixels = the patch side: 1 source pixel per patch pixel
+    centre = block_centre - [12.0, 0.0]
+    patches, matrices = model._cut_inputs(model._source_levels(source), centre[None], extent)
+    assert patches.shape == (1, 3, 64, 64) and patches.dtype == np.uint8
+    # (UDP: 64 source pixels span patch pixels 0..63)
+    np.testing.assert_allclose(cv2.transform(block_centre[None, None], matrices[0])[0, 0], [31.5 + 12 * 63 / 64, 31.5],
+                               atol=1e-3)  # the warp returned is the patch's own (channel 0), for the targets
+    ys, xs = np.mgrid[0:64, 0:64]
+    for channel, scale in enumerate((1, 2, 4)):
+        weights = patches[0, channel].astype(np.float64)
+        centroid = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+        # the block sits 12 / scale patch pixels right of the centre in channel c
+        np.testing.assert_allclose(centroid, [31.5 + 12 / scale * 63 / 64, 31.5], atol=0.3, err_msg=str(channel))
+    assert (patches[0, 2] > 0).sum() < (patches[0, 1] > 0).sum() < (patches[0, 0] > 0).sum()
+
+    with pytest.raises(ValueError, match='context'):
+        cfg.model.refine.context = (2, 4, 1)
+        MODELS.build(cfg.model)
+    with pytest.raises(ValueError, match='deform'):
+        cfg.model.refine.context = (1, 2, 4)
+        cfg.model.refine.train = dict(deform=dict(axis_scale=0.1))
+        MODELS.build(cfg.model)
+
+
+def test_step3_trains_a_cascade_with_context_channels(tmp_path) -> None:
+    """Through step 3 and step 4: context channels in the training patches, the loss and the test."""
+    from cldetection.evaluate import evaluate
+    from test_train import STEP3, _env, make_tiny_coco
+
+    coco = make_tiny_coco(tmp_path)
+    work_dir = tmp_path / 'work'
+    proc = subprocess.run([sys.executable, str(STEP3), str(TINY_CASCADE), '--work-dir', str(work_dir), '--seed', '0',
+                           '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
+                           'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'model.refine.context=(1,2,4)'],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'loss_refine' in next(work_dir.glob('*/*.log')).read_text()
+    checkpoint = next(work_dir.glob('best_MRE_epoch_*.pth'))
+    saved = work_dir / TINY_CASCADE.name  # the config step 3 saved carries the context
+    assert "context=(" in saved.read_text()
+    result = evaluate(saved, checkpoint, split='test', cfg_options={'data_root': str(coco)}, out_dir=tmp_path / 't')
+    assert np.isfinite(result.metrics['MRE'])
+
+
 # ------------------------------------------------------------------------------ the local stage's schedule
 def _runner_for(cfg_optim: dict, max_epochs: int = 3, iters_per_epoch: int = 4):
     from types import SimpleNamespace
