@@ -31,16 +31,12 @@ def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: st
     writing into the first call's folder.
     """
     import cldetection  # noqa: F401  (registers the cascade, applies the compat fixes)
-    from mmengine.runner import Runner
-
-    from cldetection.evaluate import _load_weights, build_test_config
+    from cldetection.evaluate import build_test_runner
 
     options: dict[str, Any] = {'model.refine.test.iterations': iterations}
     if data_root is not None:
         options['data_root'] = data_root
-    cfg = build_test_config(config, checkpoint, split=split, out_dir=out_dir, cfg_options=options)
-    runner = Runner.from_cfg(cfg)
-    _load_weights(runner, checkpoint, config)
+    runner = build_test_runner(config, checkpoint, split=split, out_dir=out_dir, cfg_options=options)
     model = runner.model
     if not hasattr(model, 'coarse_predict'):
         raise SystemExit(f'{config}: not a cascade (no local stage to test)')

@@ -159,6 +159,18 @@ def _load_weights(runner, checkpoint: Path, config: str | Path) -> None:
         fail(checkpoint, f'cannot load the checkpoint: {problem}')
 
 
+def build_test_runner(config: str | Path, checkpoint: str | Path, *, split: str = 'test', out_dir: str | Path,
+                      cfg_options: Optional[dict[str, Any]] = None):
+    """An MMEngine ``Runner`` set up as step 4 tests (:func:`build_test_config`), with the weights loaded
+    strictly. For diagnostics that drive the test loop themselves (``benchmarks.cascade_oracle`` and others)."""
+    from mmengine.runner import Runner
+
+    runner = Runner.from_cfg(build_test_config(config, checkpoint, split=split, out_dir=out_dir,
+                                               cfg_options=cfg_options))
+    _load_weights(runner, Path(checkpoint), config)
+    return runner
+
+
 def evaluate(config: str | Path, checkpoint: str | Path, *, split: str = 'test',
              out_dir: Optional[str | Path] = None, show_dir: Optional[str | Path] = None,
              cfg_options: Optional[dict[str, Any]] = None) -> EvaluationResult:

@@ -411,3 +411,49 @@ def test_step3_with_the_local_stage_schedule_stops_training_the_local_stage(tmp_
     local = [k for k in first if k.startswith('refine_') and first[k].is_floating_point()]
     assert local and all(torch.equal(first[k], second[k]) for k in local)
     assert not all(torch.equal(first[k], second[k]) for k in first if k.startswith('backbone.'))
+
+
+# ------------------------------------------------------------------------------ ensemble diagnostic
+def test_mean_of_predictions_averages_each_image_and_refuses_mismatched_images() -> None:
+    from mmengine.structures import InstanceData
+    from mmpose.structures import PoseDataSample
+
+    from benchmarks.ensemble_eval import mean_of_predictions
+
+    def sample(path: str, keypoints) -> PoseDataSample:
+        result = PoseDataSample(metainfo={'img_path': path})
+        result.pred_instances = InstanceData(keypoints=np.asarray(keypoints, dtype=np.float32))
+        return result
+
+    first = [sample('a.png', [[[0.0, 0.0], [10.0, 4.0]]]), sample('b.png', [[[2.0, 2.0], [2.0, 2.0]]])]
+    second = [sample('a.png', [[[4.0, 2.0], [20.0, 4.0]]]), sample('b.png', [[[4.0, 6.0], [0.0, 0.0]]])]
+    merged = mean_of_predictions([first, second])
+    np.testing.assert_allclose(merged[0].pred_instances.keypoints, [[[2.0, 1.0], [15.0, 4.0]]])
+    np.testing.assert_allclose(merged[1].pred_instances.keypoints, [[[3.0, 4.0], [1.0, 1.0]]])
+    np.testing.assert_allclose(first[0].pred_instances.keypoints, [[[0.0, 0.0], [10.0, 4.0]]])  # inputs untouched
+    with pytest.raises(RuntimeError, match='different images'):
+        mean_of_predictions([first, second[::-1]])
+
+
+def test_ensemble_of_a_model_with_itself_scores_as_the_model(trained_cascade, tmp_path) -> None:
+    from benchmarks.ensemble_eval import run_ensemble
+    from cldetection.evaluate import evaluate
+
+    coco, checkpoint = trained_cascade
+    first, second, mean = run_ensemble([(TINY_CASCADE, checkpoint)] * 2, str(coco), 'test', tmp_path)
+    alone = evaluate(TINY_CASCADE, checkpoint, split='test', cfg_options={'data_root': str(coco)},
+                     out_dir=tmp_path / 'alone').metrics
+    assert first['MRE'] == pytest.approx(alone['MRE']) and second['MRE'] == pytest.approx(alone['MRE'])
+    assert mean['MRE'] == pytest.approx(alone['MRE'])
+
+
+def test_landmark_bias_model_errors_agree_with_step4(trained_cascade, tmp_path) -> None:
+    from benchmarks.landmark_bias import model_errors, offset_table
+    from cldetection.evaluate import evaluate
+
+    coco, checkpoint = trained_cascade
+    errors = model_errors(TINY_CASCADE, checkpoint, str(coco), 'test', tmp_path / 'bias')
+    alone = evaluate(TINY_CASCADE, checkpoint, split='test', cfg_options={'data_root': str(coco)},
+                     out_dir=tmp_path / 'alone').metrics
+    assert errors.shape == (2, 38, 2)
+    assert offset_table(errors)[:, 2].mean() == pytest.approx(alone['MRE'], rel=1e-5)
