@@ -183,7 +183,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                  patch_size=(128, 128),           # patch (w, h) in pixels = the codec's input_size
                  pixel_scale=2.0,                 # radiograph pixels per patch pixel (the source factor
                                                   # of KeepSourceImage must divide into it)
-                 context=None,                    # or one integer per input channel, the first 1, e.g.
+                 context=None,                    # or one integer per input channel (3), the first 1, e.g.
                                                   # (1, 2, 4): channel c shows context[c] times the patch's
                                                   # field at the same pixel count (see _source_levels)
                  train=dict(patches_per_image=8,  # landmarks refined per image and iteration (random)
@@ -214,10 +214,10 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         self.pixel_scale = float(refine.pop('pixel_scale'))
         context = refine.pop('context', None)
         self.context = None if context is None else tuple(int(c) for c in context)
-        if self.context is not None and (self.context[0] != 1 or min(self.context) < 1
+        if self.context is not None and (len(self.context) != 3 or self.context[0] != 1 or min(self.context) < 1
                                          or tuple(context) != self.context):
-            raise ValueError(f'CascadeLandmarkEstimator: refine.context must be positive integers starting with 1 '
-                             f'(the patch itself), got {context!r}')
+            raise ValueError(f'CascadeLandmarkEstimator: refine.context must be 3 positive integers (one per input '
+                             f'channel) starting with 1 (the patch itself), got {context!r}')
         self.refine_train = dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0,
                                  scale_range=(0.9, 1.1), intensity=dict(prob=0.5), deform=None, loss_weight=1.0)
         self.refine_train.update(refine.pop('train', {}))

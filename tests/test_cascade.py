@@ -294,9 +294,10 @@ def test_context_channels_show_wider_fields_around_the_same_centre() -> None:
         np.testing.assert_allclose(centroid, [31.5 + 12 / scale * 63 / 64, 31.5], atol=0.3, err_msg=str(channel))
     assert (patches[0, 2] > 0).sum() < (patches[0, 1] > 0).sum() < (patches[0, 0] > 0).sum()
 
-    with pytest.raises(ValueError, match='context'):
-        cfg.model.refine.context = (2, 4, 1)
-        MODELS.build(cfg.model)
+    for wrong in ((2, 4, 1), (1, 2), (1, 2, 0)):
+        with pytest.raises(ValueError, match='context'):
+            cfg.model.refine.context = wrong
+            MODELS.build(cfg.model)
     with pytest.raises(ValueError, match='deform'):
         cfg.model.refine.context = (1, 2, 4)
         cfg.model.refine.train = dict(deform=dict(axis_scale=0.1))
