@@ -102,12 +102,14 @@ def test_cascade_training_patches_deform_the_targets_with_the_patch() -> None:
     checked = 0
     for _ in range(20):
         patches, heatmaps, weights = model._training_patches(sample)
+        assert patches.shape[:2] == (1, 1)  # one patch, one channel (no context)
+        patch = patches[0, 0]
         decoded, _ = codec.decode(heatmaps[0])
         for k in np.flatnonzero(weights[0] > 0):
             point = decoded[0, k]
-            if not (12 <= point[0] < patches.shape[2] - 12 and 12 <= point[1] < patches.shape[1] - 12):
+            if not (12 <= point[0] < patch.shape[1] - 12 and 12 <= point[1] < patch.shape[0] - 12):
                 continue
             # the dot of landmark k is the brightest thing near its decoded target position
-            assert np.linalg.norm(peak_near(patches[0], point, radius=4) - point) < 1.0
+            assert np.linalg.norm(peak_near(patch, point, radius=4) - point) < 1.0
             checked += 1
     assert checked >= 20
