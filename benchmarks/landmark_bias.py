@@ -35,23 +35,18 @@ def offset_table(errors_mm: np.ndarray) -> np.ndarray:
 
 
 def model_errors(config: Path, checkpoint: Path, data_root: Optional[str], split: str, out_dir: Path) -> np.ndarray:
-    """Signed errors (prediction - ground truth, mm) of every tested image and landmark: ``N x K x 2``."""
-    import torch
+    """Signed errors (prediction - ground truth, mm) of every tested image and landmark: ``N x K x 2``.
 
+    Step 4's test loop, with step 4's own collector of predictions (``PredictionCollector``)."""
     import cldetection  # noqa: F401  (registers our modules, applies the compat fixes)
-    from cldetection.evaluate import build_test_runner
+    from cldetection.evaluate import PredictionCollector, build_test_runner
 
     runner = build_test_runner(config, checkpoint, split=split, out_dir=out_dir,
                                cfg_options=None if data_root is None else {'data_root': data_root})
-    runner.model.eval()
-    errors = []
-    with torch.no_grad():
-        for batch in runner.test_loop.dataloader:
-            for sample in runner.model.test_step(batch):
-                truth = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0]
-                predicted = np.asarray(sample.pred_instances.keypoints, dtype=np.float64)[0]
-                errors.append((predicted - truth) * float(sample.metainfo['spacing']))
-    return np.stack(errors)
+    collector = PredictionCollector()
+    runner.register_hook(collector, priority='LOWEST')
+    runner.test()
+    return np.stack([(p.pred - p.gt) * p.spacing for p in collector.predictions])
 
 
 def annotator_offsets(landmarks_csv: Path) -> dict[str, np.ndarray]:

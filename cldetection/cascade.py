@@ -339,7 +339,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         +-y; each patch's estimate is mapped back to the image and the estimates are averaged. The local stage
         leans on where its patch is cut; averaging over cuts spreads that bias.
         """
-        shift = float(self.refine_test.get('shift', 0.0)) * extent
+        shift = float(self.refine_test['shift']) * extent
         if shift <= 0:
             return np.zeros((1, 2))
         return np.array([[0.0, 0.0], [shift, 0.0], [-shift, 0.0], [0.0, shift], [0.0, -shift]])
