@@ -179,7 +179,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         refine: the local stage::
 
             dict(backbone=..., head=...,          # an MMPose backbone and heatmap head (out_channels = K);
-                                                  # the head's ``decoder`` is the patch codec (e.g. UDP)
+                                                  # the head's ``decoder`` is the patch codec (e.g. UDP);
+                                                  # UDP heatmap_type='combined' (heatmap + offsets): 3K
+                                                  # channels, loss CombinedTargetMSELoss
                  patch_size=(128, 128),           # patch (w, h) in pixels = the codec's input_size
                  pixel_scale=2.0,                 # radiograph pixels per patch pixel (the source factor
                                                   # of KeepSourceImage must divide into it)
@@ -229,6 +231,13 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         if codec is None or tuple(codec.input_size) != self.patch_size:
             raise ValueError(f'CascadeLandmarkEstimator: the refine head needs a decoder whose input_size is the '
                              f'patch_size {self.patch_size}')
+        #: maps per landmark in the local head's output: 1 (a heatmap) or 3 (UDP 'combined': a class map and the
+        #: x and y offset maps, interleaved per landmark as MMPose's codec and CombinedTargetMSELoss lay them out)
+        self.maps_per_landmark = 3 if getattr(codec, 'heatmap_type', 'gaussian') == 'combined' else 1
+        head_channels = getattr(self.refine_head, 'out_channels', None)
+        if head_channels is not None and head_channels % self.maps_per_landmark:
+            raise ValueError(f'CascadeLandmarkEstimator: the refine head has {head_channels} output channels; its '
+                             f"codec needs {self.maps_per_landmark} per landmark (heatmap_type='combined': 3 x K)")
         self._intensity = RandomXRayIntensity(**self.refine_train['intensity'])
         #: set by LocalStageScheduleHook: the local stage no longer trains (no patches cut, no loss)
         self.refine_frozen = False
@@ -344,6 +353,13 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             return np.zeros((1, 2))
         return np.array([[0.0, 0.0], [shift, 0.0], [-shift, 0.0], [0.0, shift], [0.0, -shift]])
 
+    def _own_maps(self, heatmaps: torch.Tensor) -> np.ndarray:
+        """Patch k's maps of its own landmark k (patches in landmark order): ``P x m x h x w``, m =
+        :attr:`maps_per_landmark` (the heatmap; or class, x and y offset maps)."""
+        num, m = len(heatmaps), self.maps_per_landmark
+        index = torch.arange(num)
+        return heatmaps.reshape(num, -1, m, *heatmaps.shape[-2:])[index, index].cpu().numpy()
+
     def _refine_once(self, centers: np.ndarray, levels: list[np.ndarray], extent: float
                      ) -> tuple[np.ndarray, np.ndarray]:
         """One local pass on patches centred on ``centers`` (reduced-source pixels; ``levels``: see
@@ -353,10 +369,10 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         patches, _ = self._cut_inputs(levels, centers, extent)
         with torch.no_grad():
             heatmaps = self._refine_forward(patches)
-        own = heatmaps[torch.arange(num), torch.arange(num)].cpu().numpy()  # channel k of patch k
+        own = self._own_maps(heatmaps)
         local, scores = np.zeros((num, 2)), np.zeros(num)
         for k in range(num):
-            decoded, score = self.refine_head.decoder.decode(own[k:k + 1])
+            decoded, score = self.refine_head.decoder.decode(own[k])
             local[k], scores[k] = decoded[0, 0], score[0, 0]
         # A flat heatmap (the landmark is not in its patch) makes the sub-pixel fit diverge, to metres
         # away: such an estimate, or one off the patch, counts as lost.

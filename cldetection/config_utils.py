@@ -155,7 +155,10 @@ def set_num_landmarks(cfg: Config, num_landmarks: int) -> None:
     cfg.num_landmarks = num_landmarks
     cfg.model.head.out_channels = num_landmarks
     if isinstance(cfg.model.get('refine'), dict):
-        cfg.model.refine.head.out_channels = num_landmarks
+        # a local head with UDP 'combined' targets has 3 maps per landmark (class map, x and y offsets)
+        decoder = cfg.model.refine.head.get('decoder') or {}
+        maps = 3 if decoder.get('heatmap_type') == 'combined' else 1
+        cfg.model.refine.head.out_channels = maps * num_landmarks
     for dataset in iter_dataset_cfgs(cfg):
         if 'num_landmarks' in dataset or dataset.get('type') == 'CephalometricDataset':
             dataset['num_landmarks'] = num_landmarks

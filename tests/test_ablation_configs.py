@@ -24,7 +24,8 @@ def test_ablations_exist() -> None:
     assert {'cascade_local-hm64.py', 'cascade_global-320x384.py', 'cascade_local-dark.py',
             'cascade_local-0.15mm.py', 'cascade_global-ohkm.py',
             'cascade_global-sigma4.py', 'cascade_local-jitter5mm.py', 'cascade_scn-augment.py',
-            'cascade_local-40ep.py', 'cascade_local-context.py'} <= set(ABLATIONS)
+            'cascade_local-40ep.py', 'cascade_local-context.py', 'cascade_local-offsets.py',
+            'cascade_flip.py'} <= set(ABLATIONS)
 
 
 @pytest.mark.parametrize('name', ABLATIONS)
@@ -54,7 +55,7 @@ def test_ablation_builds_and_both_stages_match_their_codecs(name: str) -> None:
     patch = np.random.default_rng(0).integers(0, 255, (2, channels, *model.patch_size), dtype=np.uint8)
     with torch.no_grad():
         local = model._refine_forward(patch)
-    assert local.shape == (2, 38, *reversed(model.refine_head.decoder.heatmap_size))
+    assert local.shape == (2, 38 * model.maps_per_landmark, *reversed(model.refine_head.decoder.heatmap_size))
 
     factor = factors.pop()
     source = np.random.default_rng(1).integers(0, 255, (2400 // factor, 1935 // factor), dtype=np.uint8)

@@ -265,6 +265,79 @@ def test_refine_with_test_time_shifts_averages_the_cuts_that_find_the_landmark(m
     assert len(cuts_seeing_the_dot) == 5 + 1  # landmark 0 on all five cuts, landmark 1 on one
 
 
+def test_heatmap_plus_offset_targets_read_each_patch_s_own_landmark(monkeypatch) -> None:
+    """UDP 'combined' local targets (class map + x / y offsets, 3 maps per landmark): the cascade reads maps
+    3k..3k+2 of patch k, and a landmark off the heatmap grid comes back where it is (the offsets, not the grid)."""
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config, set_num_landmarks
+
+    init_default_scope('mmpose')
+    cfg = load_config(TINY_CASCADE)
+    cfg.model.refine.head.decoder = dict(type='UDPHeatmap', input_size=(64, 64), heatmap_size=(16, 16), sigma=2,
+                                         heatmap_type='combined', blur_kernel_size=2)
+    cfg.model.refine.head.loss = dict(type='CombinedTargetMSELoss', use_target_weight=True)
+    set_num_landmarks(cfg, 5)
+    assert cfg.model.refine.head.out_channels == 15
+    model = MODELS.build(cfg.model).eval()
+    assert model.maps_per_landmark == 3
+    codec = model.refine_head.decoder
+    factor = 2
+    source = np.zeros((300, 200), dtype=np.uint8)
+    # landmark k sits 1.3 k reduced-source pixels right of and 0.7 k above its patch centre (1 patch pixel each)
+    centres = np.array([[60.0 + 20 * k, 80.0 + 25 * k] for k in range(5)])
+    truth = centres + np.arange(5)[:, None] * [1.3, -0.7]
+
+    def offset_network(patches: np.ndarray) -> torch.Tensor:
+        """A stand-in local network: patch i's maps of landmark i encode its true position, the other
+        landmarks' maps a point in the patch's corner (read them and the estimate is centimetres off)."""
+        maps = np.zeros((len(patches), 15, 16, 16), dtype=np.float32)
+        for i in range(len(patches)):
+            in_patch = np.full((1, 5, 2), 5.0)
+            in_patch[0, i] = np.array([31.5, 31.5]) + (truth[i] - centres[i]) * 63 / 64  # UDP: 64 px span 0..63
+            maps[i] = codec.encode(in_patch, np.ones((1, 5)))['heatmaps']
+        return torch.from_numpy(maps)
+
+    monkeypatch.setattr(model, '_refine_forward', offset_network)
+    refined, scores = model.refine(from_reduced(centres, factor), source, factor)
+    np.testing.assert_allclose(refined, from_reduced(truth, factor), atol=0.05)
+    assert (scores > 0).all()
+
+    cfg.model.refine.head.out_channels = 14
+    with pytest.raises(ValueError, match='3 per landmark'):
+        MODELS.build(cfg.model)
+
+
+def _train_and_score_tiny_cascade(folder: Path, *cfg_options: str) -> str:
+    """Step 3 (the command line) trains the tiny cascade 1 epoch with ``cfg_options``, step 4 scores the
+    checkpoint through the config step 3 saved; returns that config's text."""
+    from cldetection.evaluate import evaluate
+    from test_train import STEP3, _env, make_tiny_coco
+
+    coco = make_tiny_coco(folder)
+    work_dir = folder / 'work'
+    proc = subprocess.run([sys.executable, str(STEP3), str(TINY_CASCADE), '--work-dir', str(work_dir), '--seed', '0',
+                           '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
+                           'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', *cfg_options],
+                          cwd=folder, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'loss_refine' in next(work_dir.glob('*/*.log')).read_text()  # the local stage trained
+    saved = work_dir / TINY_CASCADE.name
+    checkpoint = next(work_dir.glob('best_MRE_epoch_*.pth'))
+    result = evaluate(saved, checkpoint, split='test', cfg_options={'data_root': str(coco)}, out_dir=folder / 't')
+    assert np.isfinite(result.metrics['MRE'])
+    return saved.read_text()
+
+
+def test_step3_trains_a_cascade_with_heatmap_plus_offset_targets(tmp_path) -> None:
+    """Step 3 trains and step 4 scores a cascade whose local head has UDP 'combined' targets."""
+    saved = _train_and_score_tiny_cascade(tmp_path, 'model.refine.head.decoder.heatmap_type=combined',
+                                          'model.refine.head.loss.type=CombinedTargetMSELoss', 'num_landmarks=38')
+    assert "heatmap_type='combined'" in saved and 'out_channels=114' in saved
+
+
 def test_context_channels_show_wider_fields_around_the_same_centre() -> None:
     """``refine.context=(1, 2, 4)``: channel c is the patch's field times context[c], same centre, same size."""
     from mmengine.registry import init_default_scope
@@ -306,22 +379,8 @@ def test_context_channels_show_wider_fields_around_the_same_centre() -> None:
 
 def test_step3_trains_a_cascade_with_context_channels(tmp_path) -> None:
     """Through step 3 and step 4: context channels in the training patches, the loss and the test."""
-    from cldetection.evaluate import evaluate
-    from test_train import STEP3, _env, make_tiny_coco
-
-    coco = make_tiny_coco(tmp_path)
-    work_dir = tmp_path / 'work'
-    proc = subprocess.run([sys.executable, str(STEP3), str(TINY_CASCADE), '--work-dir', str(work_dir), '--seed', '0',
-                           '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
-                           'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'model.refine.context=(1,2,4)'],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'loss_refine' in next(work_dir.glob('*/*.log')).read_text()
-    checkpoint = next(work_dir.glob('best_MRE_epoch_*.pth'))
-    saved = work_dir / TINY_CASCADE.name  # the config step 3 saved carries the context
-    assert "context=(" in saved.read_text()
-    result = evaluate(saved, checkpoint, split='test', cfg_options={'data_root': str(coco)}, out_dir=tmp_path / 't')
-    assert np.isfinite(result.metrics['MRE'])
+    saved = _train_and_score_tiny_cascade(tmp_path, 'model.refine.context=(1,2,4)')
+    assert "context=(" in saved  # the config step 3 saved carries the context
 
 
 # ------------------------------------------------------------------------------ the local stage's schedule
@@ -458,3 +517,37 @@ def test_landmark_bias_model_errors_agree_with_step4(trained_cascade, tmp_path) 
                      out_dir=tmp_path / 'alone').metrics
     assert errors.shape == (2, 38, 2)
     assert offset_table(errors)[:, 2].mean() == pytest.approx(alone['MRE'], rel=1e-5)
+
+
+def test_flip_augmentation_flips_the_local_stage_source_with_the_landmarks() -> None:
+    """``cascade_flip``: RandomFlip comes before KeepSourceImage, so the patches are cut from the mirrored
+    radiograph where the mirrored landmarks are (every landmark maps to itself: no left/right pairs)."""
+    from mmcv.transforms import Compose
+    from mmengine.registry import init_default_scope
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    cfg = load_config(Path(__file__).resolve().parents[1] / 'benchmarks' / 'ablations' / 'cascade_flip.py')
+    steps = [dict(t) for t in cfg.train_dataloader.dataset.pipeline]
+    names = [t['type'] for t in steps]
+    assert names.index('RandomFlip') < names.index('KeepSourceImage')
+    steps = steps[names.index('GetBBoxCenterScale'):names.index('KeepSourceImage') + 1]
+    for t in steps:
+        if t['type'] == 'RandomFlip':
+            t['prob'] = 1.0
+        if t['type'] == 'RandomBBoxTransform':
+            t.update(shift_prob=0.0, scale_prob=0.0, rotate_prob=0.0)
+    image = np.zeros((200, 160, 3), dtype=np.uint8)
+    keypoints = np.array([[[30.0, 50.0], [120.0, 170.0]]], dtype=np.float32)
+    for x, y in keypoints[0].astype(int):
+        image[y - 2:y + 2, x - 2:x + 2] = 255
+    results = Compose(steps)(dict(img=image, img_shape=(200, 160), ori_shape=(200, 160),
+                                  bbox=np.array([[0, 0, 160, 200]], dtype=np.float32), bbox_score=np.ones(1),
+                                  keypoints=keypoints.copy(), keypoints_visible=np.ones((1, 2), dtype=np.float32),
+                                  flip_indices=[0, 1]))
+    assert results['flip']
+    np.testing.assert_allclose(results['keypoints'][0], [[160 - 1 - 30, 50], [160 - 1 - 120, 170]], atol=1.0)
+    source = results['source_img']
+    for x, y in to_reduced(results['keypoints'][0], 2):
+        assert source[int(round(y)) - 1:int(round(y)) + 1, int(round(x)) - 1:int(round(x)) + 1].max() > 100
