@@ -40,6 +40,7 @@ from mmpose.models.pose_estimators import TopdownPoseEstimator
 from mmpose.registry import HOOKS, KEYPOINT_CODECS, MODELS, TRANSFORMS
 from mmpose.structures.bbox import get_udp_warp_matrix
 
+from .config_utils import maps_per_landmark
 from .transforms import RandomElasticDeform, RandomXRayIntensity
 
 #: ``results`` keys that :class:`KeepSourceImage` adds and ``PackCephalometricInputs`` must keep.
@@ -233,7 +234,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                              f'patch_size {self.patch_size}')
         #: maps per landmark in the local head's output: 1 (a heatmap) or 3 (UDP 'combined': a class map and the
         #: x and y offset maps, interleaved per landmark as MMPose's codec and CombinedTargetMSELoss lay them out)
-        self.maps_per_landmark = 3 if getattr(codec, 'heatmap_type', 'gaussian') == 'combined' else 1
+        self.maps_per_landmark = maps_per_landmark(codec)
         head_channels = getattr(self.refine_head, 'out_channels', None)
         if head_channels is not None and head_channels % self.maps_per_landmark:
             raise ValueError(f'CascadeLandmarkEstimator: the refine head has {head_channels} output channels; its '

@@ -148,6 +148,13 @@ def set_pretrained(cfg: Config, pretrained: Optional[str]) -> None:
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(pretrained))
 
 
+def maps_per_landmark(codec: Any) -> int:
+    """Output maps per landmark of a heatmap codec (a built codec or its config): 3 for UDP 'combined' (a class
+    map and the x and y offset maps, interleaved per landmark), 1 for Gaussian heatmaps."""
+    heatmap_type = codec.get('heatmap_type') if isinstance(codec, dict) else getattr(codec, 'heatmap_type', None)
+    return 3 if heatmap_type == 'combined' else 1
+
+
 def set_num_landmarks(cfg: Config, num_landmarks: int) -> None:
     """Set the heatmap heads' ``out_channels`` (a cascade's local head too) and every dataset's ``num_landmarks``."""
     if num_landmarks < 1:
@@ -155,10 +162,8 @@ def set_num_landmarks(cfg: Config, num_landmarks: int) -> None:
     cfg.num_landmarks = num_landmarks
     cfg.model.head.out_channels = num_landmarks
     if isinstance(cfg.model.get('refine'), dict):
-        # a local head with UDP 'combined' targets has 3 maps per landmark (class map, x and y offsets)
-        decoder = cfg.model.refine.head.get('decoder') or {}
-        maps = 3 if decoder.get('heatmap_type') == 'combined' else 1
-        cfg.model.refine.head.out_channels = maps * num_landmarks
+        head = cfg.model.refine.head
+        head.out_channels = maps_per_landmark(head.get('decoder') or {}) * num_landmarks
     for dataset in iter_dataset_cfgs(cfg):
         if 'num_landmarks' in dataset or dataset.get('type') == 'CephalometricDataset':
             dataset['num_landmarks'] = num_landmarks
