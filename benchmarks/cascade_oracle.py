@@ -9,6 +9,11 @@ estimates as patch centres), and with the patch centres replaced by the ground t
 truth" is what a perfect global stage would buy; the "centred" figure is the local stage's own error floor,
 which only a better local stage lowers. A diagnostic for choosing what to improve, not a result to report as
 the model's accuracy.
+
+``--per-landmark`` adds one pass that scores every test point three ways at once: the global stage alone, the
+cascade, and the local stage centred on the truth, and prints them per landmark (largest cascade-to-floor gap
+first) and per band of the global stage's error. A landmark whose cascade stays near its global error while its
+floor is low is one the local stage cannot find from its patch alone: it returns roughly the centre it was given.
 """
 from __future__ import annotations
 
@@ -23,9 +28,9 @@ import numpy as np
 logger = logging.getLogger('benchmarks.cascade_oracle')
 
 
-def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: str, iterations: int,
-             centre_jitter_mm: Optional[float], out_dir: Path, seed: int = 0) -> dict[str, float]:
-    """Step 4's metrics for ``checkpoint``; ``centre_jitter_mm`` not None: patches centred on the jittered truth.
+def cascade_test_runner(config: Path, checkpoint: Path, data_root: Optional[str], split: str, iterations: int,
+                        out_dir: Path):
+    """Step 4's test runner for a cascade checkpoint, with ``iterations`` local passes.
 
     ``out_dir`` must outlive every call of a process: MMEngine's visualizer, a process-wide instance, keeps
     writing into the first call's folder.
@@ -40,6 +45,15 @@ def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: st
     model = runner.model
     if not hasattr(model, 'coarse_predict'):
         raise SystemExit(f'{config}: not a cascade (no local stage to test)')
+    return runner
+
+
+def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: str, iterations: int,
+             centre_jitter_mm: Optional[float], out_dir: Path, seed: int = 0) -> dict[str, float]:
+    """Step 4's metrics for ``checkpoint``; ``centre_jitter_mm`` not None: patches centred on the jittered truth
+    (``out_dir``: see :func:`cascade_test_runner`)."""
+    runner = cascade_test_runner(config, checkpoint, data_root, split, iterations, out_dir)
+    model = runner.model
     if centre_jitter_mm is not None:
         rng = np.random.default_rng(seed)
         global_predict = model.coarse_predict
@@ -56,6 +70,50 @@ def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: st
     return {k: float(v) for k, v in runner.test().items()}
 
 
+def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], split: str, iterations: int,
+                     out_dir: Path) -> np.ndarray:
+    """``P x 4`` rows, one per scored point: landmark (1-based), and the radial error in mm of the global stage
+    alone, of the cascade, and of the local stage with its patch centred on the truth (``iterations`` passes)."""
+    import torch
+
+    runner = cascade_test_runner(config, checkpoint, data_root, split, iterations, out_dir)
+    model = runner.model
+    model.eval()
+    rows = []
+    for batch in runner.build_dataloader(runner.cfg.test_dataloader):
+        with torch.no_grad():
+            data = model.data_preprocessor(batch, False)
+            results = model.coarse_predict(data['inputs'], data['data_samples'])
+        for result, sample in zip(results, data['data_samples']):
+            meta = result.metainfo
+            truth = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0]
+            visible = np.asarray(sample.gt_instances.keypoints_visible, dtype=np.float64)[0].reshape(len(truth), -1)
+            coarse = model.starting_points(result.pred_instances.keypoints, meta)[0]
+            source, factor = meta['source_img'], int(meta['source_factor'])
+            estimates = [coarse, model.refine(coarse, source, factor)[0], model.refine(truth, source, factor)[0]]
+            errors = [np.linalg.norm(e - truth, axis=1) * float(meta['spacing']) for e in estimates]
+            for k in np.flatnonzero(visible[:, 0] > 0):
+                rows.append((k + 1, *(e[k] for e in errors)))
+    return np.asarray(rows, dtype=np.float64)
+
+
+def print_per_landmark(rows: np.ndarray) -> None:
+    """Per landmark and per band of the global stage's error: global, cascade and floor MRE (see the docstring)."""
+    print(f'{len(rows)} points: global stage {rows[:, 1].mean():.3f} mm, cascade {rows[:, 2].mean():.3f}, '
+          f'floor {rows[:, 3].mean():.3f}')
+    print('landmark | global | cascade | floor | cascade - floor (mm)')
+    table = [(int(k), *rows[rows[:, 0] == k, 1:].mean(axis=0)) for k in np.unique(rows[:, 0])]
+    for k, glob, cascade, floor in sorted(table, key=lambda t: t[3] - t[2], reverse=True):
+        print(f'{k:8d} | {glob:6.2f} | {cascade:7.2f} | {floor:5.2f} | {cascade - floor:5.2f}')
+    print('global error (mm) | share % | cascade | floor | share of the MRE gap (mm)')
+    for low, high in ((0, 2), (2, 4), (4, 6), (6, 9), (9, np.inf)):
+        band = (rows[:, 1] >= low) & (rows[:, 1] < high)
+        if band.any():
+            gap = (rows[band, 2] - rows[band, 3]).sum() / len(rows)
+            print(f'{low:4g} - {high:<4g}      | {100 * band.mean():7.1f} | {rows[band, 2].mean():7.3f} | '
+                  f'{rows[band, 3].mean():5.3f} | {gap:.3f}')
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,6 +125,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='SD (mm, per axis) of the patch centres around the truth; several values: one test '
                              'each (default: %(default)s)')
     parser.add_argument('--iterations', type=int, default=1, help='local refinements (default: %(default)s)')
+    parser.add_argument('--per-landmark', action='store_true',
+                        help='also score every point three ways (global stage, cascade, floor) and print them per '
+                             'landmark and per band of the global error')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format='%(message)s')
 
@@ -75,11 +136,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = [('as trained (global stage estimates)', run_test(*test, None, Path(tmp)))]
         for jitter in args.centre_jitter_mm:
             rows.append((f'centred on the truth + N(0, {jitter:g} mm)', run_test(*test, jitter, Path(tmp))))
+        points = per_point_errors(*test, Path(tmp)) if args.per_landmark else None
     print(f'{args.checkpoint} on the {args.split} split, {args.iterations} local iteration(s):')
     print(f'{"patch centres":42s} | MRE mm | SDR 2 / 2.5 / 3 / 4 mm %')
     for name, m in rows:
         print(f'{name:42s} | {m["MRE"]:6.3f} | {m["SDR 2.0mm"]:.2f} / {m["SDR 2.5mm"]:.2f} / {m["SDR 3.0mm"]:.2f} / '
               f'{m["SDR 4.0mm"]:.2f}')
+    if points is not None:
+        print_per_landmark(points)
     return 0
 
 

@@ -411,6 +411,14 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         """
         return super().predict(inputs, data_samples)
 
+    @staticmethod
+    def starting_points(keypoints: np.ndarray, meta: dict) -> np.ndarray:
+        """The global stage's estimates as the local stage starts from them: on the image. Its sub-pixel fit can
+        diverge too (a flat heatmap), so non-finite points go to the corner and every point is clipped."""
+        height, width = meta['ori_shape'][:2]
+        coarse = np.asarray(keypoints, dtype=np.float64)
+        return np.where(np.isfinite(coarse), coarse, 0.0).clip(0, [width - 1, height - 1])
+
     def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
         results = self.coarse_predict(inputs, data_samples)
         if not self.test_cfg.get('refine', True):
@@ -421,10 +429,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                 raise KeyError('CascadeLandmarkEstimator needs the source image: put KeepSourceImage before '
                                'TopdownAffine in the test pipeline')
             pred = sample.pred_instances
-            # the global stage's sub-pixel fit can diverge too (flat heatmap): keep its points on the image
-            height, width = meta['ori_shape'][:2]
-            coarse = np.asarray(pred.keypoints, dtype=np.float64)
-            coarse = np.where(np.isfinite(coarse), coarse, 0.0).clip(0, [width - 1, height - 1])
+            coarse = self.starting_points(pred.keypoints, meta)
             refined = np.stack([self.refine(points, meta['source_img'], int(meta['source_factor']))[0]
                                 for points in coarse])
             pred.coarse_keypoints = coarse.astype(np.float32)

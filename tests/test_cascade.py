@@ -182,6 +182,25 @@ def test_oracle_diagnostic_centres_the_patches_on_the_truth(trained_cascade, tmp
                                                 cfg_options={'data_root': str(coco)}).metrics['MRE'])
 
 
+def test_oracle_per_point_errors_score_global_cascade_and_floor(trained_cascade, tmp_path, capsys) -> None:
+    """benchmarks.cascade_oracle --per-landmark: one row per point; its cascade column is step 4's MRE."""
+    from benchmarks.cascade_oracle import per_point_errors, print_per_landmark, run_test
+
+    coco, checkpoint = trained_cascade
+    test = [TINY_CASCADE, checkpoint, str(coco), 'test']
+    untouched = per_point_errors(*test, 0, tmp_path)  # no local pass: cascade = global stage, floor = the truth
+    assert untouched.shape[1] == 4 and set(untouched[:, 0]) == set(range(1, 39))
+    np.testing.assert_array_equal(untouched[:, 2], untouched[:, 1])
+    assert not untouched[:, 3].any()
+    refined = per_point_errors(*test, 1, tmp_path)
+    np.testing.assert_array_equal(refined[:, 1], untouched[:, 1])
+    assert refined[:, 2].mean() == pytest.approx(run_test(*test, 1, None, tmp_path)['MRE'], rel=1e-5)
+    print_per_landmark(refined)
+    printed = capsys.readouterr().out
+    assert f'{len(refined)} points: global stage {refined[:, 1].mean():.3f} mm' in printed
+    assert len([line for line in printed.splitlines() if line.split('|')[0].strip().isdigit()]) == 38
+
+
 def test_cascade_without_source_image_in_the_pipeline_says_what_is_missing(trained_cascade) -> None:
     from mmpose.apis import inference_topdown, init_model
 
