@@ -85,8 +85,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = []
     for config in args.configs:
         checkpoint = args.work_dir / f'{config.stem}_untrained.pth'
-        if not checkpoint.exists():
-            save_untrained_checkpoint(config, checkpoint)
+        save_untrained_checkpoint(config, checkpoint)  # always: the config may have changed since the last run
         rows.append(measure(config, checkpoint, stack, args.work_dir / f'{config.stem}.json', args.device,
                             args.batch_size))
     print(f'machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, '
