@@ -73,8 +73,11 @@ def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: st
 def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], split: str, iterations: int,
                      out_dir: Path) -> np.ndarray:
     """``P x 4`` rows, one per scored point: landmark (1-based), and the radial error in mm of the global stage
-    alone, of the cascade, and of the local stage with its patch centred on the truth (``iterations`` passes)."""
+    alone (as the local stage starts from it: clipped to the image), of the cascade, and of the local stage with
+    its patch centred on the truth (``iterations`` passes)."""
     import torch
+
+    from cldetection.metric import radial_errors_mm
 
     runner = cascade_test_runner(config, checkpoint, data_root, split, iterations, out_dir)
     model = runner.model
@@ -91,7 +94,7 @@ def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], s
             coarse = model.starting_points(result.pred_instances.keypoints, meta)[0]
             source, factor = meta['source_img'], int(meta['source_factor'])
             estimates = [coarse, model.refine(coarse, source, factor)[0], model.refine(truth, source, factor)[0]]
-            errors = [np.linalg.norm(e - truth, axis=1) * float(meta['spacing']) for e in estimates]
+            errors = [radial_errors_mm(e, truth, float(meta['spacing'])) for e in estimates]
             for k in np.flatnonzero(visible[:, 0] > 0):
                 rows.append((k + 1, *(e[k] for e in errors)))
     return np.asarray(rows, dtype=np.float64)
