@@ -172,9 +172,69 @@ class KeepSourceImage(BaseTransform):
 
 
 # ---------------------------------------------------------------------------------------- the model
+class PatchStage:
+    """One patch stage of the cascade: its settings and its network (backbone + heatmap head).
+
+    The estimator owns the network's modules (attributes ``refine_backbone`` / ``refine_head`` for the local
+    stage, ``refine_middle_backbone`` / ``refine_middle_head`` for the middle one), so parameter names, and with
+    them checkpoints of the two-stage cascade, stay as they were; this object only refers to them.
+    """
+
+    def __init__(self, name: str, cfg: dict, backbone: torch.nn.Module, head: torch.nn.Module) -> None:
+        cfg = dict(cfg)
+        self.name = name
+        self.backbone, self.head = backbone, head
+        self.patch_size = tuple(int(v) for v in cfg.pop('patch_size'))
+        self.pixel_scale = float(cfg.pop('pixel_scale'))
+        context = cfg.pop('context', None)
+        self.context = None if context is None else tuple(int(c) for c in context)
+        if self.context is not None and (len(self.context) != 3 or self.context[0] != 1 or min(self.context) < 1
+                                         or tuple(context) != self.context):
+            raise ValueError(f'CascadeLandmarkEstimator: {name}.context must be 3 positive integers (one per input '
+                             f'channel) starting with 1 (the patch itself), got {context!r}')
+        self.train = dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0,
+                          scale_range=(0.9, 1.1), intensity=dict(prob=0.5), deform=None, loss_weight=1.0)
+        self.train.update(cfg.pop('train', {}))
+        self.test = dict(iterations=1, shift=0.0)
+        self.test.update(cfg.pop('test', {}))
+        if cfg:
+            raise ValueError(f'CascadeLandmarkEstimator: unknown {name} keys {sorted(cfg)}')
+        codec = head.decoder
+        if codec is None or tuple(codec.input_size) != self.patch_size:
+            raise ValueError(f'CascadeLandmarkEstimator: the {name} head needs a decoder whose input_size is the '
+                             f'patch_size {self.patch_size}')
+        #: maps per landmark in the head's output: 1 (a heatmap) or 3 (UDP 'combined': a class map and the x and
+        #: y offset maps, interleaved per landmark as MMPose's codec and CombinedTargetMSELoss lay them out)
+        self.maps_per_landmark = maps_per_landmark(codec)
+        head_channels = getattr(head, 'out_channels', None)
+        if head_channels is not None and head_channels % self.maps_per_landmark:
+            raise ValueError(f'CascadeLandmarkEstimator: the {name} head has {head_channels} output channels; its '
+                             f"codec needs {self.maps_per_landmark} per landmark (heatmap_type='combined': 3 x K)")
+        self.intensity = RandomXRayIntensity(**self.train['intensity'])
+        deform = self.train['deform']
+        if deform and self.context is not None:
+            raise ValueError(f'CascadeLandmarkEstimator: {name}.train.deform cannot be combined with {name}.context '
+                             '(the deformation would move the patch and not its context channels)')
+        self.deform = RandomElasticDeform(**deform) if deform else None
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.backbone.parameters()) + list(self.head.parameters())
+
+    def reduction(self, factor: int) -> int:
+        """How many times the stage reduces the (``factor``-reduced) source before cutting its patches: the whole
+        part of ``pixel_scale / factor`` (at least 1). A coarse stage (e.g. 4 radiograph pixels per patch pixel
+        from a source reduced 2x) then cuts from an area-averaged copy instead of skipping pixels (aliasing)."""
+        return max(1, int(math.floor(self.pixel_scale / factor + 1e-9)))
+
+    def extent(self, factor: int) -> float:
+        """Pixels of the ``factor``-reduced source that one patch covers."""
+        return self.pixel_scale / factor * max(self.patch_size)
+
+
 @MODELS.register_module()
 class CascadeLandmarkEstimator(TopdownPoseEstimator):
-    """Global heatmap stage (MMPose top-down: ``backbone``, ``neck``, ``head``) + a shared local patch stage.
+    """Global heatmap stage (MMPose top-down: ``backbone``, ``neck``, ``head``) + a shared local patch stage,
+    optionally with a middle patch stage between them.
 
     Args:
         refine: the local stage::
@@ -184,8 +244,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                                                   # UDP heatmap_type='combined' (heatmap + offsets): 3K
                                                   # channels, loss CombinedTargetMSELoss
                  patch_size=(128, 128),           # patch (w, h) in pixels = the codec's input_size
-                 pixel_scale=2.0,                 # radiograph pixels per patch pixel (the source factor
-                                                  # of KeepSourceImage must divide into it)
+                 pixel_scale=2.0,                 # radiograph pixels per patch pixel (a multiple of the source
+                                                  # factor of KeepSourceImage: patches are then plain
+                                                  # resamplings of an area-averaged copy)
                  context=None,                    # or one integer per input channel (3), the first 1, e.g.
                                                   # (1, 2, 4): channel c shows context[c] times the patch's
                                                   # field at the same pixel count (see _source_levels)
@@ -199,84 +260,102 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                  test=dict(iterations=1,          # refinements, each centred on the previous estimate
                            shift=0.0))            # > 0: also 4 patches moved +-shift x patch side, averaged
 
+        middle: ``None`` (two stages), or a second patch stage of the same form, run between the global and the
+            local stage: typically coarser and wider (e.g. 0.4 mm per pixel over 38 mm), trained on offsets as
+            large as the global stage's errors, so that the local stage starts close enough to find its landmark.
+            Both patch stages train in the same iterations as the global stage (losses ``loss_middle`` and
+            ``loss_refine``).
+
         The global stage's ``test_cfg`` may set ``refine=False`` to return the global estimates only (for
         ablations).
         Other arguments: as :class:`mmpose.models.TopdownPoseEstimator`.
     """
 
     def __init__(self, backbone: dict, head: dict, refine: dict, neck: Optional[dict] = None,
+                 middle: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
                  metainfo: Optional[dict] = None) -> None:
         super().__init__(backbone=backbone, neck=neck, head=head, train_cfg=train_cfg, test_cfg=test_cfg,
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg, metainfo=metainfo)
+        stages = []
+        if middle is not None:
+            middle = dict(middle)
+            self.refine_middle_backbone = MODELS.build(middle.pop('backbone'))
+            self.refine_middle_head = MODELS.build(middle.pop('head'))
+            stages.append(PatchStage('middle', middle, self.refine_middle_backbone, self.refine_middle_head))
         refine = dict(refine)
         self.refine_backbone = MODELS.build(refine.pop('backbone'))
         self.refine_head = MODELS.build(refine.pop('head'))
-        self.patch_size = tuple(int(v) for v in refine.pop('patch_size'))
-        self.pixel_scale = float(refine.pop('pixel_scale'))
-        context = refine.pop('context', None)
-        self.context = None if context is None else tuple(int(c) for c in context)
-        if self.context is not None and (len(self.context) != 3 or self.context[0] != 1 or min(self.context) < 1
-                                         or tuple(context) != self.context):
-            raise ValueError(f'CascadeLandmarkEstimator: refine.context must be 3 positive integers (one per input '
-                             f'channel) starting with 1 (the patch itself), got {context!r}')
-        self.refine_train = dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0,
-                                 scale_range=(0.9, 1.1), intensity=dict(prob=0.5), deform=None, loss_weight=1.0)
-        self.refine_train.update(refine.pop('train', {}))
-        self.refine_test = dict(iterations=1, shift=0.0)
-        self.refine_test.update(refine.pop('test', {}))
-        if refine:
-            raise ValueError(f'CascadeLandmarkEstimator: unknown refine keys {sorted(refine)}')
-        codec = self.refine_head.decoder
-        if codec is None or tuple(codec.input_size) != self.patch_size:
-            raise ValueError(f'CascadeLandmarkEstimator: the refine head needs a decoder whose input_size is the '
-                             f'patch_size {self.patch_size}')
-        #: maps per landmark in the local head's output: 1 (a heatmap) or 3 (UDP 'combined': a class map and the
-        #: x and y offset maps, interleaved per landmark as MMPose's codec and CombinedTargetMSELoss lay them out)
-        self.maps_per_landmark = maps_per_landmark(codec)
-        head_channels = getattr(self.refine_head, 'out_channels', None)
-        if head_channels is not None and head_channels % self.maps_per_landmark:
-            raise ValueError(f'CascadeLandmarkEstimator: the refine head has {head_channels} output channels; its '
-                             f"codec needs {self.maps_per_landmark} per landmark (heatmap_type='combined': 3 x K)")
-        self._intensity = RandomXRayIntensity(**self.refine_train['intensity'])
-        #: set by LocalStageScheduleHook: the local stage no longer trains (no patches cut, no loss)
+        #: the local stage (the last patch stage)
+        self.local_stage = PatchStage('refine', refine, self.refine_backbone, self.refine_head)
+        stages.append(self.local_stage)
+        #: the patch stages in the order they refine: (middle,) local
+        self.patch_stages: tuple[PatchStage, ...] = tuple(stages)
+        #: set by LocalStageScheduleHook: the patch stages no longer train (no patches cut, no loss)
         self.refine_frozen = False
-        deform = self.refine_train['deform']
-        if deform and self.context is not None:
-            raise ValueError('CascadeLandmarkEstimator: refine.train.deform cannot be combined with refine.context '
-                             '(the deformation would move the patch and not its context channels)')
-        self._deform = RandomElasticDeform(**deform) if deform else None
+
+    # The local stage's settings under the names tools and tests have used since the two-stage cascade.
+    @property
+    def patch_size(self) -> tuple[int, ...]:
+        return self.local_stage.patch_size
+
+    @property
+    def pixel_scale(self) -> float:
+        return self.local_stage.pixel_scale
+
+    @property
+    def context(self) -> Optional[tuple[int, ...]]:
+        return self.local_stage.context
+
+    @property
+    def refine_train(self) -> dict:
+        return self.local_stage.train
+
+    @property
+    def refine_test(self) -> dict:
+        return self.local_stage.test
+
+    @property
+    def maps_per_landmark(self) -> int:
+        return self.local_stage.maps_per_landmark
 
     # ------------------------------------------------------------------------------ patches
-    def _extent(self, factor: int) -> float:
-        """Pixels of the ``factor``-reduced source that one patch covers."""
-        return self.pixel_scale / factor * max(self.patch_size)
+    def _extent(self, factor: int, stage: Optional[PatchStage] = None) -> float:
+        """Pixels of the ``factor``-reduced source that one patch of ``stage`` (default: the local one) covers."""
+        return (stage or self.local_stage).extent(factor)
 
-    def _source_levels(self, source: np.ndarray) -> list[np.ndarray]:
-        """The images the local stage's input channels are cut from: ``source`` alone, or with ``context``, one
-        per channel, ``source`` reduced ``context[c]`` times (area averaging).
+    def _source_levels(self, source: np.ndarray, stage: Optional[PatchStage] = None, reduction: int = 1
+                       ) -> list[tuple[np.ndarray, int]]:
+        """The images ``stage``'s input channels are cut from, each with its reduction from ``source``:
+        ``source`` reduced ``reduction`` times (see :meth:`PatchStage.reduction`), and with ``context``, one per
+        channel, reduced ``reduction * context[c]`` times (area averaging).
 
         A context channel covers ``context[c]`` times the patch's field with the same pixel count; cutting it from
         a reduced copy (same extent in the copy's pixels) resamples without aliasing, like the patch itself. The
         context lets the local stage see the structures around its patch (the whole ramus for gonion, the skull
         base for porion and articulare) at no extra network cost: only the first convolution reads channels.
         """
-        if self.context is None:
-            return [source]
+        stage = stage or self.local_stage
         levels: dict[int, np.ndarray] = {}
-        for scale in self.context:
-            if scale not in levels:
-                levels[scale] = area_downscale(source, scale)
-        return [levels[scale] for scale in self.context]
+        out = []
+        for scale in (stage.context or (1, )):
+            total = reduction * scale
+            if total not in levels:
+                levels[total] = area_downscale(source, total)
+            out.append((levels[total], total))
+        return out
 
-    def _cut_inputs(self, levels: list[np.ndarray], centers: np.ndarray, extent: float | np.ndarray,
-                    rotations: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
-        """``P x C x h x w`` patches (C: 1, or one per context level) around ``centers`` (pixels of the reduced
-        source) and the warp matrices of the patch itself (channel 0), which the heatmap targets follow."""
-        scales = self.context or (1, )
-        cuts = [cut_patches(level, to_reduced(centers, scale) if scale > 1 else centers, extent, self.patch_size,
-                            rotations) for level, scale in zip(levels, scales)]
+    def _cut_inputs(self, levels: list[tuple[np.ndarray, int]], centers: np.ndarray, extent: float | np.ndarray,
+                    rotations: Optional[np.ndarray] = None, stage: Optional[PatchStage] = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """``P x C x h x w`` patches (C: 1, or one per context level) around ``centers`` (pixels of the first
+        level) covering ``extent`` pixels of every level, and the warp matrices of the patch itself (channel 0,
+        first-level pixels), which the heatmap targets follow."""
+        stage = stage or self.local_stage
+        base = levels[0][1]
+        cuts = [cut_patches(level, to_reduced(from_reduced(centers, base), total) if total != base else centers,
+                            extent, stage.patch_size, rotations) for level, total in levels]
         return np.stack([patches for patches, _ in cuts], axis=1), cuts[0][1]
 
     def _normalise(self, patches: np.ndarray) -> torch.Tensor:
@@ -287,12 +366,15 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             x = x.expand(-1, 3, -1, -1)
         return (x - self.data_preprocessor.mean) / self.data_preprocessor.std
 
-    def _refine_forward(self, patches: np.ndarray) -> torch.Tensor:
-        return self.refine_head.forward(self.refine_backbone(self._normalise(patches)))
+    def _refine_forward(self, patches: np.ndarray, stage: Optional[PatchStage] = None) -> torch.Tensor:
+        stage = stage or self.local_stage
+        return stage.head.forward(stage.backbone(self._normalise(patches)))
 
-    def _training_patches(self, sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _training_patches(self, sample, stage: Optional[PatchStage] = None
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Jittered, rotated, rescaled patches of one sample and their heatmap targets and weights."""
-        cfg = self.refine_train
+        stage = stage or self.local_stage
+        cfg = stage.train
         meta = sample.metainfo
         source, factor = meta['source_img'], int(meta['source_factor'])
         keypoints = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0]
@@ -301,25 +383,26 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             visible = visible[..., 0]
         candidates = np.flatnonzero(visible > 0)
         chosen = np.random.choice(candidates, min(int(cfg['patches_per_image']), len(candidates)), replace=False)
-        points = to_reduced(keypoints, factor)
-        extent = self._extent(factor)
+        reduction = stage.reduction(factor)
+        points = to_reduced(keypoints, factor * reduction)  # pixels of the stage's first level
+        extent = stage.extent(factor) / reduction
         if 'spacing' not in meta:
             raise KeyError('CascadeLandmarkEstimator: training samples need "spacing" (mm per pixel) for the jitter '
                            'in mm; use CephalometricDataset and PackCephalometricInputs')
         spacing = float(meta['spacing'])
-        jitter = np.random.normal(0.0, cfg['jitter_mm'] / spacing / factor, (len(chosen), 2))
+        jitter = np.random.normal(0.0, cfg['jitter_mm'] / spacing / (factor * reduction), (len(chosen), 2))
         jitter = np.clip(jitter, -cfg['max_offset'] * extent, cfg['max_offset'] * extent)
         rotations = np.random.uniform(-cfg['rotate_deg'], cfg['rotate_deg'], len(chosen))
         extents = extent * np.random.uniform(*cfg['scale_range'], len(chosen))
-        patches, matrices = self._cut_inputs(self._source_levels(source), points[chosen] + jitter, extents,
-                                             rotations)
-        codec = self.refine_head.decoder
+        patches, matrices = self._cut_inputs(self._source_levels(source, stage, reduction), points[chosen] + jitter,
+                                             extents, rotations, stage)
+        codec = stage.head.decoder
         heatmaps, weights = [], []
         for i, matrix in enumerate(matrices):
-            patches[i] = self._intensity.transform({'img': patches[i]})['img']  # the same change on every channel
+            patches[i] = stage.intensity.transform({'img': patches[i]})['img']  # the same change on every channel
             in_patch = cv2.transform(points[None, :, :].astype(np.float32), matrix)[0]
-            if self._deform is not None:  # (one channel: deform and context exclude each other)
-                deformed = self._deform.transform({'img': patches[i, 0], 'transformed_keypoints': in_patch})
+            if stage.deform is not None:  # (one channel: deform and context exclude each other)
+                deformed = stage.deform.transform({'img': patches[i, 0], 'transformed_keypoints': in_patch})
                 patches[i, 0], in_patch = deformed['img'], deformed['transformed_keypoints']
             encoded = codec.encode(in_patch[None], visible[None])
             heatmaps.append(encoded['heatmaps'])
@@ -330,77 +413,93 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         losses = super().loss(inputs, data_samples)
         if self.refine_frozen:
             return losses
-        parts = [self._training_patches(sample) for sample in data_samples]
-        patches = np.concatenate([p[0] for p in parts])
-        if len(patches) == 0:
-            return losses
         device = inputs.device
-        targets = torch.from_numpy(np.concatenate([p[1] for p in parts])).to(device)
-        weights = torch.from_numpy(np.concatenate([p[2] for p in parts])).to(device, torch.float32)
-        predicted = self._refine_forward(patches)
-        losses['loss_refine'] = self.refine_train['loss_weight'] * self.refine_head.loss_module(
-            predicted, targets, weights)
+        for stage in self.patch_stages:
+            parts = [self._training_patches(sample, stage) for sample in data_samples]
+            patches = np.concatenate([p[0] for p in parts])
+            if len(patches) == 0:
+                continue
+            targets = torch.from_numpy(np.concatenate([p[1] for p in parts])).to(device)
+            weights = torch.from_numpy(np.concatenate([p[2] for p in parts])).to(device, torch.float32)
+            predicted = self._refine_forward(patches, stage)
+            losses[f'loss_{stage.name}'] = stage.train['loss_weight'] * stage.head.loss_module(
+                predicted, targets, weights)
         return losses
 
-    def _test_offsets(self, extent: float) -> np.ndarray:
+    def _test_offsets(self, extent: float, stage: Optional[PatchStage] = None) -> np.ndarray:
         """Patch-centre offsets (source pixels) of one refinement: (0, 0), then the test-time shifts.
 
         ``test.shift`` (a fraction of the patch side, 0 = off) adds four patches moved by that much along +-x and
         +-y; each patch's estimate is mapped back to the image and the estimates are averaged. The local stage
         leans on where its patch is cut; averaging over cuts spreads that bias.
         """
-        shift = float(self.refine_test['shift']) * extent
+        shift = float((stage or self.local_stage).test['shift']) * extent
         if shift <= 0:
             return np.zeros((1, 2))
         return np.array([[0.0, 0.0], [shift, 0.0], [-shift, 0.0], [0.0, shift], [0.0, -shift]])
 
-    def _own_maps(self, heatmaps: torch.Tensor) -> np.ndarray:
+    def _own_maps(self, heatmaps: torch.Tensor, stage: Optional[PatchStage] = None) -> np.ndarray:
         """Patch k's maps of its own landmark k (patches in landmark order): ``P x m x h x w``, m =
-        :attr:`maps_per_landmark` (the heatmap; or class, x and y offset maps)."""
-        num, m = len(heatmaps), self.maps_per_landmark
+        :attr:`PatchStage.maps_per_landmark` (the heatmap; or class, x and y offset maps)."""
+        num, m = len(heatmaps), (stage or self.local_stage).maps_per_landmark
         index = torch.arange(num)
         return heatmaps.reshape(num, -1, m, *heatmaps.shape[-2:])[index, index].cpu().numpy()
 
-    def _refine_once(self, centers: np.ndarray, levels: list[np.ndarray], extent: float
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """One local pass on patches centred on ``centers`` (reduced-source pixels; ``levels``: see
-        :meth:`_source_levels`): estimates (NaN where the landmark was lost: a flat heatmap or a fit off the
-        patch) and heatmap scores."""
+    def _refine_once(self, centers: np.ndarray, levels: list[tuple[np.ndarray, int]], extent: float,
+                     stage: Optional[PatchStage] = None) -> tuple[np.ndarray, np.ndarray]:
+        """One pass of ``stage`` on patches centred on ``centers`` (pixels of the first of ``levels``: see
+        :meth:`_source_levels`): estimates in those pixels (NaN where the landmark was lost: a flat heatmap or a
+        fit off the patch) and heatmap scores."""
+        stage = stage or self.local_stage
         num = len(centers)
-        patches, _ = self._cut_inputs(levels, centers, extent)
+        patches, _ = self._cut_inputs(levels, centers, extent, stage=stage)
         with torch.no_grad():
-            heatmaps = self._refine_forward(patches)
-        own = self._own_maps(heatmaps)
+            heatmaps = self._refine_forward(patches, stage)
+        own = self._own_maps(heatmaps, stage)
         local, scores = np.zeros((num, 2)), np.zeros(num)
         for k in range(num):
-            decoded, score = self.refine_head.decoder.decode(own[k])
+            decoded, score = stage.head.decoder.decode(own[k])
             local[k], scores[k] = decoded[0, 0], score[0, 0]
         # A flat heatmap (the landmark is not in its patch) makes the sub-pixel fit diverge, to metres
         # away: such an estimate, or one off the patch, counts as lost.
-        size = np.array(self.patch_size, dtype=np.float64)
+        size = np.array(stage.patch_size, dtype=np.float64)
         lost = ~np.all(np.isfinite(local) & (local >= 0) & (local <= size), axis=1)
-        refined = patch_to_image(local, centers, extent, self.patch_size)
+        refined = patch_to_image(local, centers, extent, stage.patch_size)
         refined[lost] = np.nan
         return refined, scores
 
-    def refine(self, keypoints: np.ndarray, source: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-        """Refine ``K x 2`` radiograph-pixel estimates on patches of ``source`` (reduced ``factor`` times).
-
-        Returns the refined ``K x 2`` keypoints and their heatmap scores. A landmark lost on every patch keeps
-        its previous estimate.
-        """
-        extent = self._extent(factor)
-        offsets = self._test_offsets(extent)
-        levels = self._source_levels(source)
+    def refine_stage(self, stage: PatchStage, keypoints: np.ndarray, source: np.ndarray, factor: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Refine ``K x 2`` radiograph-pixel estimates with one patch stage on ``source`` (the radiograph
+        reduced ``factor`` times): the refined ``K x 2`` keypoints and their heatmap scores. A landmark lost on
+        every patch keeps its previous estimate."""
+        reduction = stage.reduction(factor)
+        scale = factor * reduction  # the stage's pixels per radiograph pixel
+        extent = stage.extent(factor) / reduction
+        offsets = self._test_offsets(extent, stage)
+        levels = self._source_levels(source, stage, reduction)
         scores = np.zeros(len(keypoints))
-        for _ in range(int(self.refine_test['iterations'])):
-            centers = to_reduced(keypoints, factor)
-            estimates, all_scores = zip(*(self._refine_once(centers + offset, levels, extent) for offset in offsets))
+        for _ in range(int(stage.test['iterations'])):
+            centers = to_reduced(keypoints, scale)
+            estimates, all_scores = zip(*(self._refine_once(centers + offset, levels, extent, stage)
+                                          for offset in offsets))
             estimates = np.stack(estimates)  # cuts x K x 2
             found = np.isfinite(estimates).all(axis=2)
             mean = np.nansum(estimates, axis=0) / np.maximum(found.sum(axis=0), 1)[:, None]
-            keypoints = np.where(found.any(axis=0)[:, None], from_reduced(mean, factor), keypoints)
+            keypoints = np.where(found.any(axis=0)[:, None], from_reduced(mean, scale), keypoints)
             scores = np.mean(all_scores, axis=0)
+        return keypoints, scores
+
+    def refine(self, keypoints: np.ndarray, source: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+        """Refine ``K x 2`` radiograph-pixel estimates with every patch stage in turn (middle, then local) on
+        ``source`` (the radiograph reduced ``factor`` times).
+
+        Returns the refined ``K x 2`` keypoints and the last stage's heatmap scores. A landmark a stage loses on
+        every patch keeps its previous estimate.
+        """
+        scores = np.zeros(len(keypoints))
+        for stage in self.patch_stages:
+            keypoints, scores = self.refine_stage(stage, keypoints, source, factor)
         return keypoints, scores
 
     def coarse_predict(self, inputs: torch.Tensor, data_samples: list) -> list:
@@ -440,8 +539,8 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
 # ---------------------------------------------------------------------------------------- training schedule
 @HOOKS.register_module()
 class LocalStageScheduleHook(Hook):
-    """Train the local stage over the first ``epochs`` epochs only: its LR follows a cosine to 0, then it is
-    frozen while the global stage trains on.
+    """Train the local stage (every patch stage: the middle one too, if any) over the first ``epochs`` epochs
+    only: its LR follows a cosine to 0, then it is frozen while the global stage trains on.
 
     Why: trained from scratch on ~135 images, the local stage overfits long before the global stage has learned
     (ISBI senior: with patches centred on the truth the local stage errs by 1.20 mm after a 40-epoch schedule
@@ -473,7 +572,8 @@ class LocalStageScheduleHook(Hook):
 
     @staticmethod
     def _local_parameters(model: 'CascadeLandmarkEstimator') -> list[torch.nn.Parameter]:
-        return list(model.refine_backbone.parameters()) + list(model.refine_head.parameters())
+        """Every patch stage's parameters (their modules' names all start with ``refine_``)."""
+        return [param for stage in model.patch_stages for param in stage.parameters()]
 
     def before_train(self, runner) -> None:
         local_ids = {id(p) for p in self._local_parameters(self._model(runner))}
@@ -506,6 +606,6 @@ class LocalStageScheduleHook(Hook):
 
 
 __all__: Sequence[str] = ('AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'KeepSourceImage',
-                          'LocalStageScheduleHook',
+                          'LocalStageScheduleHook', 'PatchStage',
                           'SOURCE_META_KEYS', 'area_downscale', 'cut_patches', 'patch_to_image',
                           'patch_warp_matrix')

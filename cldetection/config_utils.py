@@ -156,14 +156,15 @@ def maps_per_landmark(codec: Any) -> int:
 
 
 def set_num_landmarks(cfg: Config, num_landmarks: int) -> None:
-    """Set the heatmap heads' ``out_channels`` (a cascade's local head too) and every dataset's ``num_landmarks``."""
+    """Set the heatmap heads' ``out_channels`` (a cascade's patch stages' heads too) and every dataset's ``num_landmarks``."""
     if num_landmarks < 1:
         fail(None, f'num_landmarks must be >= 1, got {num_landmarks}')
     cfg.num_landmarks = num_landmarks
     cfg.model.head.out_channels = num_landmarks
-    if isinstance(cfg.model.get('refine'), dict):
-        head = cfg.model.refine.head
-        head.out_channels = maps_per_landmark(head.get('decoder') or {}) * num_landmarks
+    for stage in ('refine', 'middle'):  # a cascade's patch stages
+        if isinstance(cfg.model.get(stage), dict):
+            head = cfg.model[stage].head
+            head.out_channels = maps_per_landmark(head.get('decoder') or {}) * num_landmarks
     for dataset in iter_dataset_cfgs(cfg):
         if 'num_landmarks' in dataset or dataset.get('type') == 'CephalometricDataset':
             dataset['num_landmarks'] = num_landmarks

@@ -25,7 +25,8 @@ def test_ablations_exist() -> None:
             'cascade_local-0.15mm.py', 'cascade_global-ohkm.py',
             'cascade_global-sigma4.py', 'cascade_local-jitter5mm.py', 'cascade_scn-augment.py',
             'cascade_local-40ep.py', 'cascade_local-context.py', 'cascade_local-offsets.py',
-            'cascade_flip.py', 'cascade_global-w16.py', 'cascade_global-hm128.py'} <= set(ABLATIONS)
+            'cascade_flip.py', 'cascade_global-w16.py', 'cascade_global-hm128.py',
+            'cascade_middle-0.4mm.py'} <= set(ABLATIONS)
 
 
 @pytest.mark.parametrize('name', ABLATIONS)
@@ -51,11 +52,12 @@ def test_ablation_builds_and_both_stages_match_their_codecs(name: str) -> None:
     with torch.no_grad():
         heatmaps = model(torch.rand(1, 3, height, width), None, mode='tensor')
     assert heatmaps.shape[2:] == tuple(reversed(cfg.model.head.decoder['heatmap_size']))
-    channels = len(model.context or (1, ))
-    patch = np.random.default_rng(0).integers(0, 255, (2, channels, *model.patch_size), dtype=np.uint8)
-    with torch.no_grad():
-        local = model._refine_forward(patch)
-    assert local.shape == (2, 38 * model.maps_per_landmark, *reversed(model.refine_head.decoder.heatmap_size))
+    for stage in model.patch_stages:  # (middle,) local
+        channels = len(stage.context or (1, ))
+        patch = np.random.default_rng(0).integers(0, 255, (2, channels, *stage.patch_size), dtype=np.uint8)
+        with torch.no_grad():
+            local = model._refine_forward(patch, stage)
+        assert local.shape == (2, 38 * stage.maps_per_landmark, *reversed(stage.head.decoder.heatmap_size))
 
     factor = factors.pop()
     source = np.random.default_rng(1).integers(0, 255, (2400 // factor, 1935 // factor), dtype=np.uint8)

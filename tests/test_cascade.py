@@ -122,7 +122,7 @@ def trained_cascade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     folder = tmp_path_factory.mktemp('cascade')
     coco = make_tiny_coco(folder)
     work_dir = folder / 'work'
-    proc = subprocess.run([sys.executable, str(STEP3), str(TINY_CASCADE), '--work-dir', str(work_dir), '--seed', '0',
+    proc = subprocess.run([sys.executable, str(STEP3), str(config), '--work-dir', str(work_dir), '--seed', '0',
                            '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
                            'train_cfg.max_epochs=2', 'train_cfg.val_interval=2'],
                           cwd=folder, env=_env(), capture_output=True, text=True, timeout=600)
@@ -228,14 +228,14 @@ def test_refine_keeps_a_point_whose_patch_heatmap_is_flat_or_diverges(monkeypatc
     model = MODELS.build(load_config(TINY_CASCADE).model).eval()
     source = np.random.default_rng(0).integers(0, 255, (300, 200), dtype=np.uint8)
     points = np.array([[100.0, 200.0], [300.0, 150.0], [50.0, 500.0]] + [[200.0, 300.0]] * 35)
-    monkeypatch.setattr(model, '_refine_forward', lambda patches: torch.zeros(len(patches), 38, 16, 16))
+    monkeypatch.setattr(model, '_refine_forward', lambda patches, stage=None: torch.zeros(len(patches), 38, 16, 16))
     kept, _ = model.refine(points, source, 2)
     np.testing.assert_array_equal(kept, points)
 
     def diverging(heatmaps):
         return np.array([[[1e7, -3e6]]]), np.array([[0.01]])
 
-    monkeypatch.setattr(model, '_refine_forward', lambda patches: torch.rand(len(patches), 38, 16, 16))
+    monkeypatch.setattr(model, '_refine_forward', lambda patches, stage=None: torch.rand(len(patches), 38, 16, 16))
     monkeypatch.setattr(model.refine_head.decoder, 'decode', diverging)
     kept, _ = model.refine(points, source, 2)
     np.testing.assert_array_equal(kept, points)
@@ -261,7 +261,7 @@ def test_refine_with_test_time_shifts_averages_the_cuts_that_find_the_landmark(m
     source[150, 100] = 255
     cuts_seeing_the_dot = []
 
-    def brightest_pixel_network(patches: np.ndarray) -> torch.Tensor:
+    def brightest_pixel_network(patches: np.ndarray, stage=None) -> torch.Tensor:
         """A stand-in local network: every channel peaks on the patch's brightest pixel (flat if none)."""
         heatmaps = np.zeros((len(patches), 38) + tuple(codec.heatmap_size[::-1]), dtype=np.float32)
         for i, patch in enumerate(patches):
@@ -309,7 +309,7 @@ def test_heatmap_plus_offset_targets_read_each_patch_s_own_landmark(monkeypatch)
     centres = np.array([[60.0 + 20 * k, 80.0 + 25 * k] for k in range(5)])
     truth = centres + np.arange(5)[:, None] * [1.3, -0.7]
 
-    def offset_network(patches: np.ndarray) -> torch.Tensor:
+    def offset_network(patches: np.ndarray, stage=None) -> torch.Tensor:
         """A stand-in local network: patch i's maps of landmark i encode its true position, the other
         landmarks' maps a point in the patch's corner (read them and the estimate is centimetres off)."""
         maps = np.zeros((len(patches), 15, 16, 16), dtype=np.float32)
@@ -329,21 +329,21 @@ def test_heatmap_plus_offset_targets_read_each_patch_s_own_landmark(monkeypatch)
         MODELS.build(cfg.model)
 
 
-def _train_and_score_tiny_cascade(folder: Path, *cfg_options: str) -> str:
-    """Step 3 (the command line) trains the tiny cascade 1 epoch with ``cfg_options``, step 4 scores the
-    checkpoint through the config step 3 saved; returns that config's text."""
+def _train_and_score_tiny_cascade(folder: Path, *cfg_options: str, config: Path = TINY_CASCADE) -> str:
+    """Step 3 (the command line) trains the tiny cascade (or ``config``) 1 epoch with ``cfg_options``, step 4
+    scores the checkpoint through the config step 3 saved; returns that config's text."""
     from cldetection.evaluate import evaluate
     from test_train import STEP3, _env, make_tiny_coco
 
     coco = make_tiny_coco(folder)
     work_dir = folder / 'work'
-    proc = subprocess.run([sys.executable, str(STEP3), str(TINY_CASCADE), '--work-dir', str(work_dir), '--seed', '0',
+    proc = subprocess.run([sys.executable, str(STEP3), str(config), '--work-dir', str(work_dir), '--seed', '0',
                            '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
                            'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', *cfg_options],
                           cwd=folder, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'loss_refine' in next(work_dir.glob('*/*.log')).read_text()  # the local stage trained
-    saved = work_dir / TINY_CASCADE.name
+    saved = work_dir / config.name
     checkpoint = next(work_dir.glob('best_MRE_epoch_*.pth'))
     result = evaluate(saved, checkpoint, split='test', cfg_options={'data_root': str(coco)}, out_dir=folder / 't')
     assert np.isfinite(result.metrics['MRE'])
@@ -570,3 +570,129 @@ def test_flip_augmentation_flips_the_local_stage_source_with_the_landmarks() -> 
     source = results['source_img']
     for x, y in to_reduced(results['keypoints'][0], 2):
         assert source[int(round(y)) - 1:int(round(y)) + 1, int(round(x)) - 1:int(round(x)) + 1].max() > 100
+
+
+# ------------------------------------------------------------------------------ a middle patch stage
+TINY_MIDDLE_CODEC = dict(type='UDPHeatmap', input_size=(64, 64), heatmap_size=(16, 16), sigma=2)
+
+
+def _tiny_middle_stage() -> dict:
+    """A middle stage for the tiny cascade: 64 x 64 patches at 4 radiograph pixels per patch pixel (the local
+    stage: 64 x 64 at 2), cut from the factor-2 source reduced twice more: 128 source pixels against 64."""
+    width = 8
+    backbone = dict(type='HRNet', in_channels=3, init_cfg=None, extra=dict(
+        stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK', num_blocks=(1, ), num_channels=(16, )),
+        stage2=dict(num_modules=1, num_branches=2, block='BASIC', num_blocks=(1, 1), num_channels=(width, 2 * width)),
+        stage3=dict(num_modules=1, num_branches=3, block='BASIC', num_blocks=(1, 1, 1),
+                    num_channels=(width, 2 * width, 4 * width)),
+        stage4=dict(num_modules=1, num_branches=4, block='BASIC', num_blocks=(1, 1, 1, 1),
+                    num_channels=(width, 2 * width, 4 * width, 8 * width))))
+    return dict(backbone=backbone,
+                head=dict(type='HeatmapHead', in_channels=width, out_channels=38, deconv_out_channels=None,
+                          loss=dict(type='KeypointMSELoss', use_target_weight=True), decoder=TINY_MIDDLE_CODEC),
+                patch_size=(64, 64), pixel_scale=4.0, train=dict(patches_per_image=4, jitter_mm=4.0))
+
+
+def _tiny_cascade_with_middle_stage():
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    cfg = load_config(TINY_CASCADE)
+    cfg.model.middle = _tiny_middle_stage()
+    return MODELS.build(cfg.model).eval()
+
+
+def test_middle_stage_finds_what_the_local_stage_cannot_see_then_the_local_stage_refines(monkeypatch) -> None:
+    """Stand-in networks that peak on their patch's brightest pixel: a dot 40 source pixels from the start is
+    outside the local stage's patch (32 pixels each way) but inside the middle stage's (64); the middle stage
+    brings the estimate within its coarser pixels, the local stage onto the dot. Without the middle stage the
+    point is kept: the local stage alone does not see the dot."""
+    import torch
+
+    model = _tiny_cascade_with_middle_stage()
+    middle, local = model.patch_stages
+    assert (middle.name, local.name) == ('middle', 'refine') and local is model.local_stage
+    assert middle.reduction(2) == 2 and local.reduction(2) == 1
+    assert (middle.extent(2), local.extent(2)) == (128.0, 64.0)  # factor-2 source pixels per patch side
+    source = np.zeros((300, 300), dtype=np.uint8)
+    source[150:154, 100:104] = 255  # a 4 x 4 block (one full pixel after the middle stage's 2x reduction)
+    dot = np.array([101.5, 151.5])  # its centre, factor-2 source pixels
+    seen = {'middle': [], 'refine': []}
+
+    def brightest_pixel_network(patches: np.ndarray, stage=None) -> torch.Tensor:
+        stage = stage or model.local_stage
+        codec = stage.head.decoder
+        heatmaps = np.zeros((len(patches), 38) + tuple(codec.heatmap_size[::-1]), dtype=np.float32)
+        for i, patch in enumerate(patches):
+            if patch.max() > 0:
+                ys, xs = np.nonzero(patch[0] == patch[0].max())
+                heatmaps[i] = codec.encode(np.full((1, 38, 2), (xs.mean(), ys.mean()), dtype=np.float32),
+                                           np.ones((1, 38)))['heatmaps']
+                seen[stage.name].append(i)
+        return torch.from_numpy(heatmaps)
+
+    monkeypatch.setattr(model, '_refine_forward', brightest_pixel_network)
+    start = from_reduced(np.array([dot + [40.0, 0.0]] + [[250.0, 250.0]] * 37), 2)  # radiograph pixels
+    after_middle, _ = model.refine_stage(middle, start, source, 2)
+    assert np.linalg.norm(after_middle[0] - from_reduced(dot, 2)) < 4.0 * 2  # within 2 middle-stage pixels
+    refined, _ = model.refine(start, source, 2)
+    np.testing.assert_allclose(refined[0], from_reduced(dot, 2), atol=1.5)
+    np.testing.assert_array_equal(refined[1:], start[1:])  # nothing to see: kept by both stages
+    assert seen['middle'] == [0, 0] and 0 in seen['refine']
+    alone, _ = model.refine_stage(local, start, source, 2)
+    np.testing.assert_array_equal(alone[0], start[0])
+
+
+def test_middle_stage_training_targets_peak_on_the_landmark_in_its_reduced_patch() -> None:
+    from mmengine.structures import InstanceData
+    from mmpose.structures import PoseDataSample
+
+    from test_transforms import dots
+
+    model = _tiny_cascade_with_middle_stage()
+    middle = model.patch_stages[0]
+    middle.intensity.prob = 0.0
+    rng = np.random.default_rng(5)
+    keypoints = np.zeros((0, 2))
+    while len(keypoints) < 38:  # dots far enough apart that each 5-pixel window of the patch holds one
+        point = rng.uniform(200, 1000, 2)
+        if len(keypoints) == 0 or np.linalg.norm(keypoints - point, axis=1).min() > 60:
+            keypoints = np.vstack([keypoints, point])
+    source = np.clip(dots((600, 600), keypoints / 2, blur=3.0) * 3, 0, 255).astype(np.uint8)  # factor 2
+    sample = PoseDataSample(metainfo=dict(source_img=source, source_factor=2, spacing=0.1))
+    sample.gt_instances = InstanceData(keypoints=keypoints[None], keypoints_visible=np.ones((1, 38)))
+    codec = middle.head.decoder
+    np.random.seed(0)
+    checked = 0
+    for _ in range(10):
+        patches, heatmaps, weights = model._training_patches(sample, middle)
+        assert patches.shape == (4, 1, 64, 64) and heatmaps.shape == (4, 38, 16, 16)
+        for patch, maps, weight in zip(patches[:, 0].astype(np.float64), heatmaps, weights):
+            decoded, _ = codec.decode(maps)
+            for k in np.flatnonzero(weight > 0):
+                x, y = decoded[0, k]
+                if not (12 <= x < 52 and 12 <= y < 52):  # (near the border the UDP fit leans inwards)
+                    continue
+                window = patch[int(y) - 4:int(y) + 5, int(x) - 4:int(x) + 5]
+                ys, xs = np.unravel_index(np.argmax(window), window.shape)
+                assert np.hypot(xs - 4 - (x - int(x)), ys - 4 - (y - int(y))) < 2.0  # the dot (UDP at 4 patch pixels per heatmap pixel: ~0.7 bias)
+                checked += 1
+    assert checked > 20
+
+
+def test_step3_trains_a_cascade_with_a_middle_stage(tmp_path) -> None:
+    """Step 3 trains the three stages together (both patch losses logged), step 4 scores through the saved
+    config, and num_landmarks reaches the middle stage's head."""
+    config = tmp_path / 'tiny_cascade_middle.py'
+    config.write_text(f'_base_ = {str(TINY_CASCADE)!r}\nmodel = dict(middle={_tiny_middle_stage()!r})\n')
+    saved = _train_and_score_tiny_cascade(tmp_path, 'num_landmarks=38', config=config)
+    assert 'middle=dict(' in saved
+    assert 'loss_middle' in next((tmp_path / 'work').glob('*/*.log')).read_text()
+    from cldetection.config_utils import load_config, set_num_landmarks
+
+    cfg = load_config(config)
+    set_num_landmarks(cfg, 19)
+    assert cfg.model.middle.head.out_channels == 19 and cfg.model.refine.head.out_channels == 19
