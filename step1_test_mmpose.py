@@ -29,8 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'{name:12s} {version}')
     result = forward_default_model(args.config or DEFAULT_CONFIG, device=args.device)
     print(f'model        {result["config"]} ({result["parameters"] / 1e6:.1f} M parameters)')
-    local = (f' + local stage {result["local_input"]} -> {result["local_output"]}' if 'local_input' in result
-             else '')
+    local = ''.join(f' + {key} stage {result[f"{key}_input"]} -> {result[f"{key}_output"]}'
+                    for key in ('middle', 'local') if f'{key}_input' in result)
     print(f'forward      {result["input"]} -> {result["output"]}{local} on {result["device"]} '
           f'in {result["forward_seconds"]:.2f} s')
     print('OK: the environment works')

@@ -6,8 +6,9 @@ Builds the model of ``CONFIG`` (default: the CPU cascade) with random weights (w
 and times, on random inputs of the config's sizes:
 
 * training: one optimiser step of the global stage alone (batch of the config, forward + backward + Adam), and
-  of the local stage alone (``patches_per_image`` patches per image of the batch), per image;
-* inference: the global stage on one image, and the local stage on the ``K`` patches of one image.
+  of each patch stage alone (middle, if any, and local: ``patches_per_image`` patches per image of the batch),
+  per image;
+* inference: the global stage on one image, and each patch stage on the ``K`` patches of one image.
 
 It prints the parameter and FLOP-free figures a user needs to size a schedule: seconds per training image of
 each stage and milliseconds per predicted image of each stage. Run it on an otherwise idle machine.
@@ -43,46 +44,55 @@ def measure(config: Path, num_landmarks: int, repeats: int) -> dict[str, float]:
     init_default_scope('mmpose')
     cfg = load_config(config, {'num_landmarks': num_landmarks, 'pretrained': None})
     model = MODELS.build(cfg.model)
-    if not hasattr(model, 'refine_backbone'):
+    if not hasattr(model, 'patch_stages'):
         raise SystemExit(f'{config}: not a cascade (no refine stage)')
     batch = int(cfg.train_dataloader.batch_size)
     width, height = cfg.codec['input_size']
-    patch_w, patch_h = model.patch_size
-    patches = batch * int(model.refine_train['patches_per_image'])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-    def train_global() -> None:
-        out = model.head.forward(model.backbone(torch.randn(batch, 3, height, width)))
-        optimizer.zero_grad()
-        out.pow(2).mean().backward()
-        optimizer.step()
+    def train_step(network: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...]) -> Callable[[], None]:
+        def step() -> None:
+            out = network(torch.randn(*shape))
+            optimizer.zero_grad()
+            out.pow(2).mean().backward()
+            optimizer.step()
+        return step
 
-    def train_local() -> None:
-        out = model.refine_head.forward(model.refine_backbone(torch.randn(patches, 3, patch_h, patch_w)))
-        optimizer.zero_grad()
-        out.pow(2).mean().backward()
-        optimizer.step()
+    def global_stage(x: torch.Tensor) -> torch.Tensor:
+        return model.head.forward(model.backbone(x))
 
+    def patch_network(stage):
+        return lambda x: stage.head.forward(stage.backbone(x))
+
+    # the local stage keeps the key "local" it had before a middle stage existed
+    stages = [('local' if stage is model.local_stage else stage.name, stage) for stage in model.patch_stages]
     model.train()
-    result = {'train_global_s_per_image': _seconds(train_global, repeats) / batch,
-              'train_local_s_per_image': _seconds(train_local, repeats) / batch}
+    result = {'train_global_s_per_image': _seconds(train_step(global_stage, (batch, 3, height, width)), repeats)
+              / batch}
+    for key, stage in stages:
+        patch_w, patch_h = stage.patch_size
+        patches = batch * int(stage.train['patches_per_image'])
+        result[f'train_{key}_s_per_image'] = _seconds(
+            train_step(patch_network(stage), (patches, 3, patch_h, patch_w)), repeats) / batch
     model.eval()
     with torch.no_grad():
         result['infer_global_ms_per_image'] = 1000 * _seconds(
-            lambda: model.head.forward(model.backbone(torch.randn(1, 3, height, width))), repeats)
-        result['infer_local_ms_per_image'] = 1000 * _seconds(
-            lambda: model.refine_head.forward(model.refine_backbone(torch.randn(num_landmarks, 3, patch_h, patch_w))),
-            repeats)
-    result['parameters_global_M'] = sum(p.numel() for n, p in model.named_parameters()
-                                        if not n.startswith('refine_')) / 1e6
-    result['parameters_local_M'] = sum(p.numel() for n, p in model.named_parameters() if n.startswith('refine_')) / 1e6
+            lambda: global_stage(torch.randn(1, 3, height, width)), repeats)
+        for key, stage in stages:
+            patch_w, patch_h = stage.patch_size
+            result[f'infer_{key}_ms_per_image'] = 1000 * _seconds(
+                lambda: patch_network(stage)(torch.randn(num_landmarks, 3, patch_h, patch_w)), repeats)
+    patch_ids = {id(p) for _, stage in stages for p in stage.parameters()}
+    result['parameters_global_M'] = sum(p.numel() for p in model.parameters() if id(p) not in patch_ids) / 1e6
+    for key, stage in stages:
+        result[f'parameters_{key}_M'] = sum(p.numel() for p in stage.parameters()) / 1e6
     result.update(batch=batch, patches_per_image=int(model.refine_train['patches_per_image']),
-                  threads=torch.get_num_threads())
+                  threads=torch.get_num_threads(), stages=[key for key, _ in stages])
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description='Time the global and local stage of a cascade config (training '
+    parser = argparse.ArgumentParser(description='Time each stage of a cascade config (training '
                                                  'step and inference per image) on random inputs.')
     parser.add_argument('config', nargs='?', type=Path, default=DEFAULT_CONFIG,
                         help='cascade config (default: %(default)s)')
@@ -90,13 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--repeats', type=int, default=5, help='timed repetitions (default: %(default)s)')
     args = parser.parse_args(argv)
     result = measure(args.config, args.num_landmarks, args.repeats)
-    print(f'{args.config.name}, K={args.num_landmarks}, {result["threads"]} threads: '
-          f'parameters global {result["parameters_global_M"]:.2f} M + local {result["parameters_local_M"]:.2f} M')
-    print(f'training, per image: global {result["train_global_s_per_image"]:.3f} s + local '
-          f'{result["train_local_s_per_image"]:.3f} s ({result["patches_per_image"]} patches per image, batch '
-          f'{result["batch"]})')
-    print(f'inference, per image: global {result["infer_global_ms_per_image"]:.0f} ms + local '
-          f'{result["infer_local_ms_per_image"]:.0f} ms ({args.num_landmarks} patches)')
+    stages = result['stages']
+    print(f'{args.config.name}, K={args.num_landmarks}, {result["threads"]} threads: parameters global '
+          f'{result["parameters_global_M"]:.2f} M + ' + ' + '.join(
+              f'{key} {result[f"parameters_{key}_M"]:.2f} M' for key in stages))
+    print('training, per image: global ' + f'{result["train_global_s_per_image"]:.3f} s + ' + ' + '.join(
+        f'{key} {result[f"train_{key}_s_per_image"]:.3f} s' for key in stages)
+        + f' ({result["patches_per_image"]} local patches per image, batch {result["batch"]})')
+    print('inference, per image: global ' + f'{result["infer_global_ms_per_image"]:.0f} ms + ' + ' + '.join(
+        f'{key} {result[f"infer_{key}_ms_per_image"]:.0f} ms' for key in stages)
+        + f' ({args.num_landmarks} patches per patch stage)')
     return 0
 
 

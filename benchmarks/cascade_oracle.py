@@ -7,7 +7,7 @@ Runs step 4's test (same pipeline and metric) three ways per jitter value: as tr
 estimates as patch centres), and with the patch centres replaced by the ground truth moved by a Gaussian of SD
 ``--centre-jitter-mm`` per axis (0: exactly on the truth). The gap between "as trained" and "centred on the
 truth" is what a perfect global stage would buy; the "centred" figure is the local stage's own error floor,
-which only a better local stage lowers. A diagnostic for choosing what to improve, not a result to report as
+which only a better local stage lowers (with a middle stage, these tests run it too, from the same centres). A diagnostic for choosing what to improve, not a result to report as
 the model's accuracy.
 
 ``--per-landmark`` adds one pass that scores every test point three ways at once: the global stage alone, the
@@ -73,8 +73,8 @@ def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: st
 def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], split: str, iterations: int,
                      out_dir: Path) -> np.ndarray:
     """``P x 4`` rows, one per scored point: landmark (1-based), and the radial error in mm of the global stage
-    alone (as the local stage starts from it: clipped to the image), of the cascade, and of the local stage with
-    its patch centred on the truth (``iterations`` passes)."""
+    alone (as the patch stages start from it: clipped to the image), of the cascade, and of the local stage alone
+    with its patch centred on the truth (``iterations`` passes; a middle stage, if any, is skipped)."""
     import torch
 
     from cldetection.metric import radial_errors_mm
@@ -93,7 +93,9 @@ def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], s
             visible = np.asarray(sample.gt_instances.keypoints_visible, dtype=np.float64)[0].reshape(len(truth), -1)
             coarse = model.starting_points(result.pred_instances.keypoints, meta)[0]
             source, factor = meta['source_img'], int(meta['source_factor'])
-            estimates = [coarse, model.refine(coarse, source, factor)[0], model.refine(truth, source, factor)[0]]
+            # the floor: the local stage alone from the truth (a middle stage, if any, would start it elsewhere)
+            estimates = [coarse, model.refine(coarse, source, factor)[0],
+                         model.refine_stage(model.local_stage, truth, source, factor)[0]]
             errors = [radial_errors_mm(e, truth, float(meta['spacing'])) for e in estimates]
             for k in np.flatnonzero(visible[:, 0] > 0):
                 rows.append((k + 1, *(e[k] for e in errors)))

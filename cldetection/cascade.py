@@ -19,6 +19,12 @@ How the local stage works
 * The patch source is the radiograph in grey, downscaled once with area averaging to ``pixel_scale`` (see
   :class:`KeepSourceImage`): patches are then plain resamplings with no aliasing.
 
+An optional **middle stage** (``middle=dict(...)``, a second patch stage of the same form) runs between the two:
+coarser, wider patches (e.g. 0.4 mm per pixel over 38 mm, cut from a copy of the source reduced once more by area
+averaging, see :meth:`PatchStage.reduction`), trained on offsets as large as the global stage's errors, so that the
+local stage starts close enough to its landmark to find it. The local stage, trained on small offsets, stays
+precise; trained on large ones itself, it loses that precision.
+
 The global stage sees the radiograph through :class:`AntiAliasTopdownAffine`, MMPose's ``TopdownAffine``
 with area averaging before large downscales (an 8x bilinear warp of a 2400-pixel image aliases noise and thin
 edges).

@@ -38,8 +38,9 @@ def forward_default_model(config: str | Path = DEFAULT_CONFIG, device: Optional[
                           input_size: Optional[tuple[int, int]] = None) -> dict:
     """Build the config's model with random weights (no download) and run one forward pass.
 
-    Returns the output heatmap shape, parameter count and forward time; for a cascade also the local stage's
-    output on one image's ``K`` patches (``local_input``, ``local_output``), included in the time.
+    Returns the output heatmap shape, parameter count and forward time; for a cascade also each patch stage's
+    output on one image's ``K`` patches (``local_input``, ``local_output``; with a middle stage also
+    ``middle_input``, ``middle_output``), included in the time.
     """
     import torch
     from mmengine.registry import init_default_scope
@@ -62,10 +63,11 @@ def forward_default_model(config: str | Path = DEFAULT_CONFIG, device: Optional[
     local = {}
     with torch.no_grad():
         out = model(inputs, None, mode='tensor')
-        if hasattr(model, 'refine_backbone'):  # a cascade: its local stage on one image's K patches
-            patches = torch.rand(model.head.out_channels, 3, model.patch_size[1], model.patch_size[0], device=device)
-            local_out = model.refine_head.forward(model.refine_backbone(patches))
-            local = {'local_input': list(patches.shape), 'local_output': list(local_out.shape)}
+        for stage in getattr(model, 'patch_stages', ()):  # a cascade: each patch stage on one image's K patches
+            key = 'local' if stage is model.local_stage else stage.name
+            patches = torch.rand(model.head.out_channels, 3, stage.patch_size[1], stage.patch_size[0], device=device)
+            stage_out = stage.head.forward(stage.backbone(patches))
+            local.update({f'{key}_input': list(patches.shape), f'{key}_output': list(stage_out.shape)})
     elapsed = time.perf_counter() - start
     heatmaps = out[0] if isinstance(out, (tuple, list)) else out
     return {'config': str(config), 'device': device, 'input': [1, 3, height, width],

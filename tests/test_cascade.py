@@ -122,7 +122,7 @@ def trained_cascade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     folder = tmp_path_factory.mktemp('cascade')
     coco = make_tiny_coco(folder)
     work_dir = folder / 'work'
-    proc = subprocess.run([sys.executable, str(STEP3), str(config), '--work-dir', str(work_dir), '--seed', '0',
+    proc = subprocess.run([sys.executable, str(STEP3), str(TINY_CASCADE), '--work-dir', str(work_dir), '--seed', '0',
                            '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
                            'train_cfg.max_epochs=2', 'train_cfg.val_interval=2'],
                           cwd=folder, env=_env(), capture_output=True, text=True, timeout=600)
@@ -696,3 +696,22 @@ def test_step3_trains_a_cascade_with_a_middle_stage(tmp_path) -> None:
     cfg = load_config(config)
     set_num_landmarks(cfg, 19)
     assert cfg.model.middle.head.out_channels == 19 and cfg.model.refine.head.out_channels == 19
+
+
+def test_step1_and_the_cost_benchmark_report_every_patch_stage(tmp_path) -> None:
+    """Step 1's forward check and ``benchmarks.cascade_cost`` cover the middle stage as well as the local one."""
+    from benchmarks.cascade_cost import measure
+    from cldetection.env_check import forward_default_model
+
+    config = tmp_path / 'tiny_cascade_middle.py'
+    config.write_text(f'_base_ = {str(TINY_CASCADE)!r}\nmodel = dict(middle={_tiny_middle_stage()!r})\n')
+    checked = forward_default_model(config, device='cpu')
+    assert checked['middle_input'] == [38, 3, 64, 64] and checked['middle_output'] == [38, 38, 16, 16]
+    assert checked['local_input'] == [38, 3, 64, 64] and checked['local_output'] == [38, 38, 16, 16]
+    cost = measure(config, num_landmarks=38, repeats=1)
+    assert cost['stages'] == ['middle', 'local']
+    for key in ('global', 'middle', 'local'):
+        assert cost[f'train_{key}_s_per_image'] > 0 and cost[f'infer_{key}_ms_per_image'] > 0
+    assert cost['parameters_middle_M'] > 0 and cost['parameters_local_M'] > 0
+    assert 1e6 * (cost['parameters_global_M'] + cost['parameters_middle_M'] + cost['parameters_local_M']) == \
+        pytest.approx(checked['parameters'])
