@@ -14,6 +14,10 @@ the model's accuracy.
 cascade, and the local stage centred on the truth, and prints them per landmark (largest cascade-to-floor gap
 first) and per band of the global stage's error. A landmark whose cascade stays near its global error while its
 floor is low is one the local stage cannot find from its patch alone: it returns roughly the centre it was given.
+
+``--per-stage`` (a cascade with a middle stage) scores every point after each stage, with the local stage alone
+(the middle stage skipped) and with each patch stage started from the truth, over all points and per band of
+the global stage's error: what the middle stage adds, and where.
 """
 from __future__ import annotations
 
@@ -102,6 +106,60 @@ def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], s
     return np.asarray(rows, dtype=np.float64)
 
 
+#: columns of :func:`per_stage_errors` after the landmark number
+STAGE_COLUMNS = ('global', 'after middle', 'cascade', 'local alone', 'middle from truth', 'local from truth')
+
+
+def per_stage_errors(config: Path, checkpoint: Path, data_root: Optional[str], split: str, out_dir: Path
+                     ) -> np.ndarray:
+    """For a cascade with a middle stage: ``P x 7`` rows, one per scored point: landmark (1-based), and the radial
+    error in mm of :data:`STAGE_COLUMNS`: the global stage alone, after the middle stage, the cascade (middle, then
+    local), the local stage alone from the global estimate (the middle stage skipped), the middle stage from the
+    truth, and the local stage from the truth (its floor). One pass of each stage."""
+    import torch
+
+    from cldetection.metric import radial_errors_mm
+
+    runner = cascade_test_runner(config, checkpoint, data_root, split, 1, out_dir)
+    model = runner.model
+    if len(model.patch_stages) != 2:
+        raise SystemExit(f'{config}: the cascade has no middle stage (model.middle)')
+    middle, local = model.patch_stages
+    model.eval()
+    rows = []
+    for batch in runner.build_dataloader(runner.cfg.test_dataloader):
+        with torch.no_grad():
+            data = model.data_preprocessor(batch, False)
+            results = model.coarse_predict(data['inputs'], data['data_samples'])
+        for result, sample in zip(results, data['data_samples']):
+            meta = result.metainfo
+            truth = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0]
+            visible = np.asarray(sample.gt_instances.keypoints_visible, dtype=np.float64)[0].reshape(len(truth), -1)
+            coarse = model.starting_points(result.pred_instances.keypoints, meta)[0]
+            source, factor = meta['source_img'], int(meta['source_factor'])
+            after_middle = model.refine_stage(middle, coarse, source, factor)[0]
+            estimates = [coarse, after_middle, model.refine_stage(local, after_middle, source, factor)[0],
+                         model.refine_stage(local, coarse, source, factor)[0],
+                         model.refine_stage(middle, truth, source, factor)[0],
+                         model.refine_stage(local, truth, source, factor)[0]]
+            errors = [radial_errors_mm(e, truth, float(meta['spacing'])) for e in estimates]
+            for k in np.flatnonzero(visible[:, 0] > 0):
+                rows.append((k + 1, *(e[k] for e in errors)))
+    return np.asarray(rows, dtype=np.float64)
+
+
+def print_per_stage(rows: np.ndarray) -> None:
+    """MRE of every :data:`STAGE_COLUMNS` column, over all points and per band of the global stage's error."""
+    print('global error (mm) | share % | ' + ' | '.join(STAGE_COLUMNS) + ' (MRE mm)')
+    bands = ((0, np.inf), (0, 2), (2, 4), (4, 6), (6, 9), (9, np.inf))
+    for low, high in bands:
+        band = (rows[:, 1] >= low) & (rows[:, 1] < high)
+        if band.any():
+            name = 'all' if (low, high) == (0, np.inf) else f'{low:g} - {high:g}'
+            print(f'{name:17s} | {100 * band.mean():7.1f} | ' + ' | '.join(
+                f'{value:.3f}' for value in rows[band, 1:].mean(axis=0)))
+
+
 def print_per_landmark(rows: np.ndarray) -> None:
     """Per landmark and per band of the global stage's error: global, cascade and floor MRE (see the docstring)."""
     print(f'{len(rows)} points: global stage {rows[:, 1].mean():.3f} mm, cascade {rows[:, 2].mean():.3f}, '
@@ -130,6 +188,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='SD (mm, per axis) of the patch centres around the truth; several values: one test '
                              'each (default: %(default)s)')
     parser.add_argument('--iterations', type=int, default=1, help='local refinements (default: %(default)s)')
+    parser.add_argument('--per-stage', action='store_true',
+                        help='a cascade with a middle stage: also score every point after each stage and with each '
+                             'patch stage started from the truth, per band of the global error')
     parser.add_argument('--per-landmark', action='store_true',
                         help='also score every point three ways (global stage, cascade, floor) and print them per '
                              'landmark and per band of the global error')
@@ -142,6 +203,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for jitter in args.centre_jitter_mm:
             rows.append((f'centred on the truth + N(0, {jitter:g} mm)', run_test(*test, jitter, Path(tmp))))
         points = per_point_errors(*test, Path(tmp)) if args.per_landmark else None
+        stages = per_stage_errors(*test[:4], Path(tmp)) if args.per_stage else None
     print(f'{args.checkpoint} on the {args.split} split, {args.iterations} local iteration(s):')
     print(f'{"patch centres":42s} | MRE mm | SDR 2 / 2.5 / 3 / 4 mm %')
     for name, m in rows:
@@ -149,6 +211,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f'{m["SDR 4.0mm"]:.2f}')
     if points is not None:
         print_per_landmark(points)
+    if stages is not None:
+        print_per_stage(stages)
     return 0
 
 

@@ -683,9 +683,9 @@ def test_middle_stage_training_targets_peak_on_the_landmark_in_its_reduced_patch
     assert checked > 20
 
 
-def test_step3_trains_a_cascade_with_a_middle_stage(tmp_path) -> None:
+def test_step3_trains_a_cascade_with_a_middle_stage(tmp_path, capsys) -> None:
     """Step 3 trains the three stages together (both patch losses logged), step 4 scores through the saved
-    config, and num_landmarks reaches the middle stage's head."""
+    config, num_landmarks reaches the middle stage's head, and the per-stage diagnostic scores each stage."""
     config = tmp_path / 'tiny_cascade_middle.py'
     config.write_text(f'_base_ = {str(TINY_CASCADE)!r}\nmodel = dict(middle={_tiny_middle_stage()!r})\n')
     saved = _train_and_score_tiny_cascade(tmp_path, 'num_landmarks=38', config=config)
@@ -696,6 +696,24 @@ def test_step3_trains_a_cascade_with_a_middle_stage(tmp_path) -> None:
     cfg = load_config(config)
     set_num_landmarks(cfg, 19)
     assert cfg.model.middle.head.out_channels == 19 and cfg.model.refine.head.out_channels == 19
+
+    # the per-stage diagnostic: its cascade column is step 4's MRE, and it agrees with the per-landmark one
+    from benchmarks.cascade_oracle import STAGE_COLUMNS, per_point_errors, per_stage_errors, print_per_stage
+    from cldetection.evaluate import evaluate
+
+    saved_config = tmp_path / 'work' / config.name
+    checkpoint = next((tmp_path / 'work').glob('best_MRE_epoch_*.pth'))
+    coco = tmp_path / 'coco'
+    mre = evaluate(saved_config, checkpoint, split='test', cfg_options={'data_root': str(coco)},
+                   out_dir=tmp_path / 't2').metrics['MRE']
+    stages = per_stage_errors(saved_config, checkpoint, str(coco), 'test', tmp_path / 'd')
+    assert stages.shape[1] == 1 + len(STAGE_COLUMNS) and len(stages) > 0
+    assert stages[:, 3].mean() == pytest.approx(mre, rel=1e-5)
+    points = per_point_errors(saved_config, checkpoint, str(coco), 'test', 1, tmp_path / 'd')
+    np.testing.assert_allclose(points[:, 1:], stages[:, [1, 3, 6]], rtol=1e-6)
+    capsys.readouterr()  # (drop what the runners printed)
+    print_per_stage(stages)
+    assert capsys.readouterr().out.splitlines()[1].startswith('all ')
 
 
 def test_step1_and_the_cost_benchmark_report_every_patch_stage(tmp_path) -> None:
