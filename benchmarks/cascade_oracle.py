@@ -74,16 +74,14 @@ def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: st
     return {k: float(v) for k, v in runner.test().items()}
 
 
-def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], split: str, iterations: int,
-                     out_dir: Path) -> np.ndarray:
-    """``P x 4`` rows, one per scored point: landmark (1-based), and the radial error in mm of the global stage
-    alone (as the patch stages start from it: clipped to the image), of the cascade, and of the local stage alone
-    with its patch centred on the truth (``iterations`` passes; a middle stage, if any, is skipped)."""
+def _scored_points(runner, estimators) -> np.ndarray:
+    """Rows of landmark (1-based) and radial errors in mm, one row per visible test point, of each estimator:
+    ``estimator(model, coarse, truth, source, factor) -> K x 2`` (``coarse``: the global stage's estimates as the
+    patch stages start from them)."""
     import torch
 
     from cldetection.metric import radial_errors_mm
 
-    runner = cascade_test_runner(config, checkpoint, data_root, split, iterations, out_dir)
     model = runner.model
     model.eval()
     rows = []
@@ -97,13 +95,25 @@ def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], s
             visible = np.asarray(sample.gt_instances.keypoints_visible, dtype=np.float64)[0].reshape(len(truth), -1)
             coarse = model.starting_points(result.pred_instances.keypoints, meta)[0]
             source, factor = meta['source_img'], int(meta['source_factor'])
-            # the floor: the local stage alone from the truth (a middle stage, if any, would start it elsewhere)
-            estimates = [coarse, model.refine(coarse, source, factor)[0],
-                         model.refine_stage(model.local_stage, truth, source, factor)[0]]
-            errors = [radial_errors_mm(e, truth, float(meta['spacing'])) for e in estimates]
+            errors = [radial_errors_mm(estimate(model, coarse, truth, source, factor), truth, float(meta['spacing']))
+                      for estimate in estimators]
             for k in np.flatnonzero(visible[:, 0] > 0):
                 rows.append((k + 1, *(e[k] for e in errors)))
     return np.asarray(rows, dtype=np.float64)
+
+
+def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], split: str, iterations: int,
+                     out_dir: Path) -> np.ndarray:
+    """``P x 4`` rows, one per scored point: landmark (1-based), and the radial error in mm of the global stage
+    alone (as the patch stages start from it: clipped to the image), of the cascade, and of the local stage alone
+    with its patch centred on the truth (``iterations`` passes; a middle stage, if any, is skipped)."""
+    runner = cascade_test_runner(config, checkpoint, data_root, split, iterations, out_dir)
+    return _scored_points(runner, [
+        lambda model, coarse, truth, source, factor: coarse,
+        lambda model, coarse, truth, source, factor: model.refine(coarse, source, factor)[0],
+        # the floor: the local stage alone from the truth (a middle stage, if any, would start it elsewhere)
+        lambda model, coarse, truth, source, factor: model.refine_stage(model.local_stage, truth, source, factor)[0],
+    ])
 
 
 #: columns of :func:`per_stage_errors` after the landmark number
@@ -116,36 +126,22 @@ def per_stage_errors(config: Path, checkpoint: Path, data_root: Optional[str], s
     error in mm of :data:`STAGE_COLUMNS`: the global stage alone, after the middle stage, the cascade (middle, then
     local), the local stage alone from the global estimate (the middle stage skipped), the middle stage from the
     truth, and the local stage from the truth (its floor). One pass of each stage."""
-    import torch
-
-    from cldetection.metric import radial_errors_mm
-
     runner = cascade_test_runner(config, checkpoint, data_root, split, 1, out_dir)
-    model = runner.model
-    if len(model.patch_stages) != 2:
+    if len(runner.model.patch_stages) != 2:
         raise SystemExit(f'{config}: the cascade has no middle stage (model.middle)')
-    middle, local = model.patch_stages
-    model.eval()
-    rows = []
-    for batch in runner.build_dataloader(runner.cfg.test_dataloader):
-        with torch.no_grad():
-            data = model.data_preprocessor(batch, False)
-            results = model.coarse_predict(data['inputs'], data['data_samples'])
-        for result, sample in zip(results, data['data_samples']):
-            meta = result.metainfo
-            truth = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0]
-            visible = np.asarray(sample.gt_instances.keypoints_visible, dtype=np.float64)[0].reshape(len(truth), -1)
-            coarse = model.starting_points(result.pred_instances.keypoints, meta)[0]
-            source, factor = meta['source_img'], int(meta['source_factor'])
-            after_middle = model.refine_stage(middle, coarse, source, factor)[0]
-            estimates = [coarse, after_middle, model.refine_stage(local, after_middle, source, factor)[0],
-                         model.refine_stage(local, coarse, source, factor)[0],
-                         model.refine_stage(middle, truth, source, factor)[0],
-                         model.refine_stage(local, truth, source, factor)[0]]
-            errors = [radial_errors_mm(e, truth, float(meta['spacing'])) for e in estimates]
-            for k in np.flatnonzero(visible[:, 0] > 0):
-                rows.append((k + 1, *(e[k] for e in errors)))
-    return np.asarray(rows, dtype=np.float64)
+    middle, local = runner.model.patch_stages
+
+    def cascade(model, coarse, truth, source, factor):
+        return model.refine_stage(local, model.refine_stage(middle, coarse, source, factor)[0], source, factor)[0]
+
+    return _scored_points(runner, [
+        lambda model, coarse, truth, source, factor: coarse,
+        lambda model, coarse, truth, source, factor: model.refine_stage(middle, coarse, source, factor)[0],
+        cascade,
+        lambda model, coarse, truth, source, factor: model.refine_stage(local, coarse, source, factor)[0],
+        lambda model, coarse, truth, source, factor: model.refine_stage(middle, truth, source, factor)[0],
+        lambda model, coarse, truth, source, factor: model.refine_stage(local, truth, source, factor)[0],
+    ])
 
 
 def print_per_stage(rows: np.ndarray) -> None:
