@@ -74,10 +74,10 @@ def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: st
     return {k: float(v) for k, v in runner.test().items()}
 
 
-def _scored_points(runner, estimators) -> np.ndarray:
-    """Rows of landmark (1-based) and radial errors in mm, one row per visible test point, of each estimator:
-    ``estimator(model, coarse, truth, source, factor) -> K x 2`` (``coarse``: the global stage's estimates as the
-    patch stages start from them)."""
+def _scored_points(runner, estimates) -> np.ndarray:
+    """Rows of landmark (1-based) and radial errors in mm, one row per visible test point, of each of the
+    estimates ``estimates(model, coarse, truth, source, factor) -> [K x 2, ...]`` returns (``coarse``: the global
+    stage's estimates as the patch stages start from them)."""
     import torch
 
     from cldetection.metric import radial_errors_mm
@@ -95,8 +95,8 @@ def _scored_points(runner, estimators) -> np.ndarray:
             visible = np.asarray(sample.gt_instances.keypoints_visible, dtype=np.float64)[0].reshape(len(truth), -1)
             coarse = model.starting_points(result.pred_instances.keypoints, meta)[0]
             source, factor = meta['source_img'], int(meta['source_factor'])
-            errors = [radial_errors_mm(estimate(model, coarse, truth, source, factor), truth, float(meta['spacing']))
-                      for estimate in estimators]
+            errors = [radial_errors_mm(estimate, truth, float(meta['spacing']))
+                      for estimate in estimates(model, coarse, truth, source, factor)]
             for k in np.flatnonzero(visible[:, 0] > 0):
                 rows.append((k + 1, *(e[k] for e in errors)))
     return np.asarray(rows, dtype=np.float64)
@@ -107,13 +107,12 @@ def per_point_errors(config: Path, checkpoint: Path, data_root: Optional[str], s
     """``P x 4`` rows, one per scored point: landmark (1-based), and the radial error in mm of the global stage
     alone (as the patch stages start from it: clipped to the image), of the cascade, and of the local stage alone
     with its patch centred on the truth (``iterations`` passes; a middle stage, if any, is skipped)."""
-    runner = cascade_test_runner(config, checkpoint, data_root, split, iterations, out_dir)
-    return _scored_points(runner, [
-        lambda model, coarse, truth, source, factor: coarse,
-        lambda model, coarse, truth, source, factor: model.refine(coarse, source, factor)[0],
+    def estimates(model, coarse, truth, source, factor):
         # the floor: the local stage alone from the truth (a middle stage, if any, would start it elsewhere)
-        lambda model, coarse, truth, source, factor: model.refine_stage(model.local_stage, truth, source, factor)[0],
-    ])
+        return [coarse, model.refine(coarse, source, factor)[0],
+                model.refine_stage(model.local_stage, truth, source, factor)[0]]
+
+    return _scored_points(cascade_test_runner(config, checkpoint, data_root, split, iterations, out_dir), estimates)
 
 
 #: columns of :func:`per_stage_errors` after the landmark number
@@ -131,17 +130,14 @@ def per_stage_errors(config: Path, checkpoint: Path, data_root: Optional[str], s
         raise SystemExit(f'{config}: the cascade has no middle stage (model.middle)')
     middle, local = runner.model.patch_stages
 
-    def cascade(model, coarse, truth, source, factor):
-        return model.refine_stage(local, model.refine_stage(middle, coarse, source, factor)[0], source, factor)[0]
+    def estimates(model, coarse, truth, source, factor):
+        after_middle = model.refine_stage(middle, coarse, source, factor)[0]
+        return [coarse, after_middle, model.refine_stage(local, after_middle, source, factor)[0],
+                model.refine_stage(local, coarse, source, factor)[0],
+                model.refine_stage(middle, truth, source, factor)[0],
+                model.refine_stage(local, truth, source, factor)[0]]
 
-    return _scored_points(runner, [
-        lambda model, coarse, truth, source, factor: coarse,
-        lambda model, coarse, truth, source, factor: model.refine_stage(middle, coarse, source, factor)[0],
-        cascade,
-        lambda model, coarse, truth, source, factor: model.refine_stage(local, coarse, source, factor)[0],
-        lambda model, coarse, truth, source, factor: model.refine_stage(middle, truth, source, factor)[0],
-        lambda model, coarse, truth, source, factor: model.refine_stage(local, truth, source, factor)[0],
-    ])
+    return _scored_points(runner, estimates)
 
 
 def print_per_stage(rows: np.ndarray) -> None:

@@ -236,6 +236,10 @@ class PatchStage:
         """Pixels of the ``factor``-reduced source that one patch covers."""
         return self.pixel_scale / factor * max(self.patch_size)
 
+    def level_extent(self, factor: int) -> float:
+        """Pixels one patch covers of the copy it is cut from (the source reduced :meth:`reduction` times)."""
+        return self.extent(factor) / self.reduction(factor)
+
 
 @MODELS.register_module()
 class CascadeLandmarkEstimator(TopdownPoseEstimator):
@@ -327,9 +331,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         return self.local_stage.maps_per_landmark
 
     # ------------------------------------------------------------------------------ patches
-    def _extent(self, factor: int, stage: Optional[PatchStage] = None) -> float:
-        """Pixels of the ``factor``-reduced source that one patch of ``stage`` (default: the local one) covers."""
-        return (stage or self.local_stage).extent(factor)
+    def _extent(self, factor: int) -> float:
+        """Pixels of the ``factor``-reduced source that one patch of the local stage covers."""
+        return self.local_stage.extent(factor)
 
     def _source_levels(self, source: np.ndarray, stage: Optional[PatchStage] = None, reduction: int = 1
                        ) -> list[tuple[np.ndarray, int]]:
@@ -391,7 +395,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         chosen = np.random.choice(candidates, min(int(cfg['patches_per_image']), len(candidates)), replace=False)
         reduction = stage.reduction(factor)
         points = to_reduced(keypoints, factor * reduction)  # pixels of the stage's first level
-        extent = stage.extent(factor) / reduction
+        extent = stage.level_extent(factor)
         if 'spacing' not in meta:
             raise KeyError('CascadeLandmarkEstimator: training samples need "spacing" (mm per pixel) for the jitter '
                            'in mm; use CephalometricDataset and PackCephalometricInputs')
@@ -481,7 +485,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         every patch keeps its previous estimate."""
         reduction = stage.reduction(factor)
         scale = factor * reduction  # the stage's pixels per radiograph pixel
-        extent = stage.extent(factor) / reduction
+        extent = stage.level_extent(factor)
         offsets = self._test_offsets(extent, stage)
         levels = self._source_levels(source, stage, reduction)
         scores = np.zeros(len(keypoints))

@@ -24,6 +24,25 @@ def peak_near(image: np.ndarray, point: np.ndarray, radius: int = 6) -> np.ndarr
     return np.array([x0 + (window * xs).sum() / window.sum(), y0 + (window * ys).sum() / window.sum()])
 
 
+def dotted_cascade_sample(seed: int, low: float, high: float, min_distance: float, shape: tuple[int, int],
+                          blur: float):
+    """A cascade training sample of 38 landmarks drawn uniformly in [low, high) radiograph pixels, at least
+    ``min_distance`` apart, each a blurred dot on the sample's factor-2 source image (``shape``)."""
+    from mmengine.structures import InstanceData
+    from mmpose.structures import PoseDataSample
+
+    rng = np.random.default_rng(seed)
+    keypoints = np.zeros((0, 2))
+    while len(keypoints) < 38:
+        point = rng.uniform(low, high, 2)
+        if len(keypoints) == 0 or np.linalg.norm(keypoints - point, axis=1).min() > min_distance:
+            keypoints = np.vstack([keypoints, point])
+    source = np.clip(dots(shape, keypoints / 2, blur=blur) * 3, 0, 255).astype(np.uint8)
+    sample = PoseDataSample(metainfo=dict(source_img=source, source_factor=2, spacing=0.1))
+    sample.gt_instances = InstanceData(keypoints=keypoints[None], keypoints_visible=np.ones((1, 38)))
+    return sample
+
+
 def test_deformed_points_land_on_the_deformed_image_features() -> None:
     rng = np.random.default_rng(0)
     points = np.array([[60.0, 70.0], [190.0, 250.0], [128.0, 160.0], [90.0, 220.0]])
@@ -76,9 +95,7 @@ def test_random_elastic_deform_probability_and_arguments() -> None:
 def test_cascade_training_patches_deform_the_targets_with_the_patch() -> None:
     """With the per-patch deformation on, each patch's target peak still sits on its landmark's pixel."""
     from mmengine.registry import init_default_scope
-    from mmengine.structures import InstanceData
     from mmpose.registry import MODELS
-    from mmpose.structures import PoseDataSample
 
     from cldetection.config_utils import load_config
     from test_cascade import TINY_CASCADE
@@ -88,15 +105,8 @@ def test_cascade_training_patches_deform_the_targets_with_the_patch() -> None:
     cfg.refine.train.update(deform=dict(axis_scale=0.15, elastic_sd=0.02, grid=4, prob=1.0), intensity=dict(prob=0.0),
                             patches_per_image=1)
     model = MODELS.build(cfg)
-    rng = np.random.default_rng(3)
-    keypoints = np.zeros((0, 2))
-    while len(keypoints) < 38:  # dots at least 12 source pixels apart, so that each window holds one
-        point = rng.uniform(100, 500, 2)
-        if len(keypoints) == 0 or np.linalg.norm(keypoints - point, axis=1).min() > 24:
-            keypoints = np.vstack([keypoints, point])
-    source = np.clip(dots((300, 300), keypoints / 2, blur=1.5) * 3, 0, 255).astype(np.uint8)  # factor 2
-    sample = PoseDataSample(metainfo=dict(source_img=source, source_factor=2, spacing=0.1))
-    sample.gt_instances = InstanceData(keypoints=keypoints[None], keypoints_visible=np.ones((1, 38)))
+    # dots at least 12 source pixels apart, so that each window holds one
+    sample = dotted_cascade_sample(3, 100, 500, 24, (300, 300), blur=1.5)
     codec = model.refine_head.decoder
     np.random.seed(0)
     checked = 0

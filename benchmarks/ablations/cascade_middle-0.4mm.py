@@ -10,20 +10,10 @@
 # Everything else as cascade_hrnet-s_cpu.py.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
-middle_width = 16
 middle_codec = dict(type='UDPHeatmap', input_size=(96, 96), heatmap_size=(24, 24), sigma=2)
 model = dict(middle=dict(
-    backbone=dict(
-        type='HRNet', in_channels=3, init_cfg=None,
-        extra=dict(
-            stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK', num_blocks=(2, ), num_channels=(32, )),
-            stage2=dict(num_modules=1, num_branches=2, block='BASIC', num_blocks=(2, 2),
-                        num_channels=(middle_width, 2 * middle_width)),
-            stage3=dict(num_modules=1, num_branches=3, block='BASIC', num_blocks=(2, 2, 2),
-                        num_channels=(middle_width, 2 * middle_width, 4 * middle_width)),
-            stage4=dict(num_modules=1, num_branches=4, block='BASIC', num_blocks=(2, 2, 2, 2),
-                        num_channels=(middle_width, 2 * middle_width, 4 * middle_width, 8 * middle_width)))),
-    head=dict(type='HeatmapHead', in_channels=middle_width, out_channels={{_base_.num_landmarks}},
+    backbone={{_base_.model.refine.backbone}},  # the local stage's small HRNet (branch widths 16/32/64/128)
+    head=dict(type='HeatmapHead', in_channels={{_base_.refine_width}}, out_channels={{_base_.num_landmarks}},
               deconv_out_channels=None, loss=dict(type='KeypointMSELoss', use_target_weight=True),
               decoder=middle_codec),
     patch_size=middle_codec['input_size'],
