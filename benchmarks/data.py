@@ -223,6 +223,24 @@ def image_ids(ann_file: Path) -> list[int]:
     return sorted(int(img['id']) for img in json.loads(ann_file.read_text())['images'])
 
 
+def write_train_valid_annotations(train_json: Path, valid_json: Path, out: Path) -> Path:
+    """One COCO JSON holding the images and annotations of step 2's train and valid splits (``out``).
+
+    For runs that train on every image outside the test set (``benchmarks.run --train-on-valid``). The ids are
+    stack slices, so they cannot collide unless the two files overlap, which would be a step 2 bug: refused.
+    """
+    train, valid = (json.loads(path.read_text()) for path in (train_json, valid_json))
+    shared = {img['id'] for img in train['images']} & {img['id'] for img in valid['images']}
+    if shared:
+        fail(valid_json, f'shares image ids {sorted(shared)[:5]} with {train_json}; the splits must be disjoint')
+    merged = {**train, 'images': train['images'] + valid['images'],
+              'annotations': train['annotations'] + valid['annotations'],
+              'info': {**train.get('info', {}), 'description': f'{train_json.name} + {valid_json.name}',
+                       'split': 'train + valid'}}
+    write_json_atomic(merged, out)
+    return out
+
+
 def _record(builds: dict[str, dict], name: str, measured: Measured | None, **extra) -> None:
     if measured is not None:
         builds[name] = {**measured.as_dict(), **extra}

@@ -48,7 +48,7 @@ _TOP_LEVEL: dict[str, tuple[type | tuple[type, ...], str]] = {
     'per_landmark_mre': (dict, 'ground truth -> list of per-landmark MRE'),
     'training': (dict, 'images_per_s, wall_s, peak_rss_bytes, ...'),
     'inference': (dict, 'ms_per_image, images, device'),
-    'checkpoint': (str, 'best checkpoint, relative to the work dir'),
+    'checkpoint': (str, 'tested checkpoint (best on valid, or the last with train+valid), relative to the work dir'),
 }
 
 
@@ -134,9 +134,16 @@ def hardware_label(hardware: dict) -> str:
 
 
 def budget_label(result: dict) -> str:
-    """The budget, with the epochs when ``--max-epochs`` shortened it (e.g. ``config, 40 ep``)."""
-    shortened = result['budget_overrides'].get('shortened_to_epochs')
-    return f'{result["budget"]}, {shortened} ep' if shortened else result['budget']
+    """The budget, with the epochs when ``--max-epochs`` shortened it (e.g. ``config, 40 ep``) and
+    ``train+valid`` when the valid images were trained on (``--train-on-valid``): a different training set,
+    so ``benchmarks.summary`` keeps those runs in a group of their own."""
+    overrides = result['budget_overrides']
+    parts = [result['budget']]
+    if overrides.get('shortened_to_epochs'):
+        parts.append(f'{overrides["shortened_to_epochs"]} ep')
+    if overrides.get('train_on_valid'):
+        parts.append('train+valid')
+    return ', '.join(parts)
 
 
 def result_rows(result: dict) -> list[dict[str, str]]:

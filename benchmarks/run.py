@@ -9,7 +9,8 @@ What it does, each step as a user would run it:
    initialisation (offline, and equal for every config; ``--pretrained`` keeps the config's), the budget's
    schedule (:data:`CPU_BUDGET`), and a hook measuring training throughput;
 3. trains with step 3 (``step3_train_and_evaluation.py DIR/config.py --work-dir DIR/train``), keeps the
-   best-on-valid checkpoint as ``DIR/best.pth``;
+   best-on-valid checkpoint as ``DIR/best.pth`` (with ``--train-on-valid``: trains on train + valid, keeps the
+   last checkpoint as ``DIR/last.pth``);
 4. tests it with step 4 on the protocol's test images (``DIR/test_<ground truth>/metrics.json`` + CSVs);
 5. times inference on the step 5 path (``cldetection.predict.LandmarkPredictor`` on the test stack, CPU,
    model load and a warm-up slice excluded) and checks its MRE on those slices against step 4's;
@@ -39,7 +40,7 @@ from cldetection.challenge_io import load_landmarks, write_json_atomic
 from cldetection.errors import fail, run_cli
 
 from .data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_GROUND_TRUTHS, PROTOCOLS, ProtocolData, image_ids,
-                   prepare_protocol)
+                   prepare_protocol, write_train_valid_annotations)
 from .hooks import THROUGHPUT_FILE
 from .process import REPO_ROOT, Measured, python_command, run_measured
 from .results import BUDGETS, SCHEMA, append_rows, result_rows, validate_result
@@ -139,10 +140,13 @@ def apply_budget(cfg: Any, budget: Optional[Budget], config_path: Path) -> dict[
 
 
 def derive_config(config_path: Path, data: ProtocolData, budget: Optional[Budget], out_path: Path,
-                  pretrained: bool, max_epochs: Optional[int] = None) -> tuple[Any, dict[str, Any]]:
+                  pretrained: bool, max_epochs: Optional[int] = None,
+                  train_ann_file: Optional[Path] = None) -> tuple[Any, dict[str, Any]]:
     """Write the benchmark's config (``out_path``) and return it with the budget's overrides.
 
     ``max_epochs`` shortens the budgeted schedule further (smoke tests; recorded as ``shortened_to_epochs``).
+    ``train_ann_file``: train on this COCO JSON (absolute path; its images in the train folder's ``images/``)
+    instead of the protocol's ``train.json`` (recorded as ``train_ann_file``).
     """
     from cldetection.config_utils import iter_dataset_cfgs, load_config, set_num_landmarks, set_pretrained
 
@@ -158,8 +162,12 @@ def derive_config(config_path: Path, data: ProtocolData, budget: Optional[Budget
         if len(datasets) != 1:
             fail(config_path, f'{key} has {len(datasets)} annotated datasets; the benchmark needs exactly one')
         datasets[0].update(data_root=str(root), ann_file=ann_file, data_prefix=dict(img='images/'))
+        if key == 'train_dataloader' and train_ann_file is not None:
+            datasets[0].ann_file = str(train_ann_file.resolve())  # absolute: MMEngine joins only relative ones
     cfg.data_root = str(data.train_root)
     overrides = apply_budget(cfg, budget, config_path)
+    if train_ann_file is not None:
+        overrides['train_ann_file'] = str(train_ann_file.resolve())
     if max_epochs is not None:
         overrides['param_scheduler'] = set_epochs(cfg, max_epochs, min(int(cfg.train_cfg.get('val_interval', 1)),
                                                                        max_epochs))
@@ -258,20 +266,32 @@ def _read_throughput(train_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _keep_best(train_dir: Path, work_dir: Path) -> Path:
+def _last_checkpoint(train_dir: Path) -> Optional[Path]:
+    """The checkpoint MMEngine saved last in ``train_dir`` (its ``last_checkpoint`` file names it)."""
+    pointer = train_dir / 'last_checkpoint'
+    if not pointer.is_file():
+        return None
+    path = Path(pointer.read_text().strip())
+    return path if path.is_file() else None
+
+
+def _keep_checkpoint(train_dir: Path, work_dir: Path, last: bool = False) -> tuple[Path, Path]:
+    """Link the best-on-valid checkpoint (or, with ``last``, the final one) into ``work_dir`` as ``best.pth``
+    (``last.pth``); return ``(source, kept)``."""
     from cldetection.train import best_checkpoint
 
-    best = best_checkpoint(train_dir)
-    if best is None:
-        fail(train_dir, 'no best_*.pth checkpoint: validation never ran (check val_interval vs max_epochs)')
-    target = work_dir / 'best.pth'
+    source = _last_checkpoint(train_dir) if last else best_checkpoint(train_dir)
+    if source is None:
+        fail(train_dir, 'no last_checkpoint file naming a saved checkpoint: training did not finish' if last else
+             'no best_*.pth checkpoint: validation never ran (check val_interval vs max_epochs)')
+    target = work_dir / ('last.pth' if last else 'best.pth')
     if target.exists():
         target.unlink()  # ours: a previous --overwrite run's copy in this work dir
     try:
-        os.link(best, target)  # same file system: no second copy of the weights
+        os.link(source, target)  # same file system: no second copy of the weights
     except OSError:
-        shutil.copy2(best, target)
-    return best
+        shutil.copy2(source, target)
+    return source, target
 
 
 # -------------------------------------------------------------------------------------------- the run
@@ -279,8 +299,14 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
                   data_dir: Path = DEFAULT_DATA_DIR, shared_data: Path = DEFAULT_SHARED_DATA,
                   results_md: Optional[Path] = DEFAULT_RESULTS, seed: int = 0, infer_images: int = 20,
                   pretrained: bool = False, max_epochs: Optional[int] = None, overwrite: bool = False,
-                  echo: bool = False, ground_truth: str = ISBI_GROUND_TRUTHS[0]) -> dict[str, Any]:
-    """Run one benchmark and return its validated result (see the module docstring)."""
+                  echo: bool = False, ground_truth: str = ISBI_GROUND_TRUTHS[0],
+                  train_on_valid: bool = False) -> dict[str, Any]:
+    """Run one benchmark and return its validated result (see the module docstring).
+
+    ``train_on_valid``: train on the train and valid images together (every image outside the test set, as a
+    user with no images to spare would) and test the last checkpoint; validation still runs on the valid images
+    for the log, but they are training images then, so it selects nothing.
+    """
     if budget_name not in BUDGETS:
         fail(None, f'--budget must be one of {", ".join(BUDGETS)}')
     if not config.is_file():
@@ -296,7 +322,13 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     data = prepare_protocol(protocol, data_dir, shared_data, fold or 0, echo, ground_truth)
     budget = CPU_BUDGET if budget_name == 'cpu' else None
     config_out = work_dir / 'config.py'
-    cfg, overrides = derive_config(config, data, budget, config_out, pretrained, max_epochs)
+    train_ann_file = None
+    if train_on_valid:
+        train_ann_file = write_train_valid_annotations(data.train_root / 'train.json', data.valid_root / 'valid.json',
+                                                       work_dir / 'train+valid.json')
+    cfg, overrides = derive_config(config, data, budget, config_out, pretrained, max_epochs, train_ann_file)
+    if train_on_valid:
+        overrides['train_on_valid'] = True
 
     train_dir = work_dir / 'train'
     command = python_command(str(REPO_ROOT / 'step3_train_and_evaluation.py'), str(config_out),
@@ -304,7 +336,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     if not pretrained:
         command.append('--no-pretrained')
     training = run_measured(command, work_dir / 'step3.log', echo=echo)
-    best_source = _keep_best(train_dir, work_dir)
+    kept_source, kept = _keep_checkpoint(train_dir, work_dir, last=train_on_valid)
     throughput = _read_throughput(train_dir)
 
     evaluations: dict[str, Measured] = {}
@@ -313,7 +345,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     for name, root in data.test_roots.items():
         out_dir = work_dir / f'test_{name}'
         command = python_command(str(REPO_ROOT / 'step4_test_and_visualize.py'), str(config_out),
-                                 str(work_dir / 'best.pth'), '--split', 'test', '--out-dir', str(out_dir),
+                                 str(kept), '--split', 'test', '--out-dir', str(out_dir),
                                  '--cfg-options', f'test_dataloader.dataset.data_root={root}')
         evaluations[name] = run_measured(command, work_dir / f'step4_{name}.log', echo=echo)
         metrics[name] = json.loads((out_dir / 'metrics.json').read_text())
@@ -321,7 +353,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     primary = next(iter(data.test_roots))
     gt_of_test_stack = (shared_data / 'cl2023_subset' / 'train-gt.json' if protocol == 'cl2023'
                         else data.test_stack.with_name(f'test-gt-{primary}.json'))
-    inference = time_inference(config_out, work_dir / 'best.pth', data, gt_of_test_stack,
+    inference = time_inference(config_out, kept, data, gt_of_test_stack,
                                work_dir / f'test_{primary}' / 'per_image.csv', infer_images)
 
     result = {
@@ -333,16 +365,17 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
         'pretrained': pretrained, 'seed': seed,
         'date': started.isoformat(timespec='seconds'), 'git_commit': commit, 'hardware': hardware(),
         'data': {'num_landmarks': data.num_landmarks,
-                 'train_images': len(image_ids(data.train_root / 'train.json')),
+                 'train_images': len(image_ids(train_ann_file or data.train_root / 'train.json')),
                  'valid_images': len(image_ids(data.valid_root / 'valid.json')),
                  'test_images': len(data.test_slices),
                  'test_ground_truths': {k: str(v) for k, v in data.test_roots.items()}},
         'primary_ground_truth': primary, 'metrics': metrics, 'per_landmark_mre': per_landmark,
         'training': {**throughput, 'wall_s': round(training.wall_s, 1), 'peak_rss_bytes': training.peak_rss_bytes,
-                     'batch_size': int(cfg.train_dataloader.batch_size), 'best_checkpoint': best_source.name,
+                     'batch_size': int(cfg.train_dataloader.batch_size),
+                     ('last_checkpoint' if train_on_valid else 'best_checkpoint'): kept_source.name,
                      'log': str(training.log_path)},
         'evaluation': {name: m.as_dict() for name, m in evaluations.items()},
-        'inference': inference, 'checkpoint': 'best.pth',
+        'inference': inference, 'checkpoint': kept.name,
         'data_builds': data.builds,
     }
     validate_result(result)
@@ -386,6 +419,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--max-epochs', type=int,
                         help='shorten training to N epochs (smoke test; recorded in result.json, and not '
                              'appended to the default RESULTS.md)')
+    parser.add_argument('--train-on-valid', action='store_true',
+                        help='train on the train and valid images together and test the last checkpoint (nothing '
+                             'held out for model selection; the test images stay unseen); its rows say '
+                             '"train+valid" in the Budget column')
     parser.add_argument('--overwrite', action='store_true', help='reuse a non-empty work dir')
     parser.add_argument('--echo', action='store_true', help='show the steps\' output live')
     return parser.parse_args(argv)
@@ -401,13 +438,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                            results_md=None if args.no_results else results_md, seed=args.seed,
                            infer_images=args.infer_images, pretrained=args.pretrained,
                            max_epochs=args.max_epochs, overwrite=args.overwrite, echo=args.echo,
-                           ground_truth=args.ground_truth)
+                           ground_truth=args.ground_truth, train_on_valid=args.train_on_valid)
     for row in result_rows(result):
         print(f'{row["Protocol"]} {row["Split"]} [{row["Ground truth"]}] {row["Config"]} ({row["Budget"]}): '
               f'MRE {row["MRE"]} ± {row["SD"]} mm, SDR 2/2.5/3/4 mm {row["SDR 2mm"]} / {row["SDR 2.5mm"]} / '
               f'{row["SDR 3mm"]} / {row["SDR 4mm"]} %, train {row["Train img/s"]} img/s, '
               f'infer {row["Infer ms/img"]} ms/img')
-    print(f'wrote {args.work_dir / "result.json"} and {args.work_dir / "best.pth"}')
+    print(f'wrote {args.work_dir / "result.json"} and {args.work_dir / result["checkpoint"]}')
     return 0
 
 

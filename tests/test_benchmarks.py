@@ -131,6 +131,69 @@ def test_a_shortened_run_says_so_in_its_budget_cell() -> None:
     assert results.result_rows(result)[0]['Budget'] == 'cpu'
     result.update(budget='config', budget_overrides={'schedule': 'config', 'shortened_to_epochs': 40})
     assert results.result_rows(result)[0]['Budget'] == 'config, 40 ep'
+    result['budget_overrides']['train_on_valid'] = True
+    assert results.result_rows(result)[0]['Budget'] == 'config, 40 ep, train+valid'
+
+
+# ------------------------------------------------------------------------------------ --train-on-valid
+def _coco(ids: list[int]) -> dict:
+    return {'images': [{'id': i, 'file_name': f'{i}.png', 'width': 8, 'height': 8, 'spacing': 0.1} for i in ids],
+            'annotations': [{'id': i, 'image_id': i, 'category_id': 1, 'keypoints': [1, 2, 2]} for i in ids],
+            'categories': [{'id': 1, 'name': 'cephalometric'}], 'info': {'description': 'step 2'}}
+
+
+def test_train_and_valid_annotations_merge_into_one_training_file(tmp_path: Path) -> None:
+    write_json_atomic(_coco([1, 4, 5]), tmp_path / 'train.json')
+    write_json_atomic(_coco([2, 3]), tmp_path / 'valid.json')
+    out = data.write_train_valid_annotations(tmp_path / 'train.json', tmp_path / 'valid.json',
+                                             tmp_path / 'run' / 'train+valid.json')
+    merged = json.loads(out.read_text())
+    assert data.image_ids(out) == [1, 2, 3, 4, 5]
+    assert sorted(a['image_id'] for a in merged['annotations']) == [1, 2, 3, 4, 5]
+    assert merged['categories'] == _coco([])['categories']
+    assert json.loads((tmp_path / 'valid.json').read_text()) == _coco([2, 3])  # inputs untouched
+
+
+def test_train_and_valid_annotations_that_overlap_are_refused(tmp_path: Path) -> None:
+    write_json_atomic(_coco([1, 2]), tmp_path / 'train.json')
+    write_json_atomic(_coco([2, 3]), tmp_path / 'valid.json')
+    with pytest.raises(InputError, match=r'valid\.json.*shares image ids \[2\]'):
+        data.write_train_valid_annotations(tmp_path / 'train.json', tmp_path / 'valid.json', tmp_path / 'tv.json')
+    assert not (tmp_path / 'tv.json').exists()
+
+
+def test_train_on_valid_config_trains_on_the_merged_file_and_still_validates(tmp_path: Path,
+                                                                             repo_root: Path) -> None:
+    from mmengine.config import Config
+
+    from benchmarks import run
+
+    protocol = _fake_protocol(tmp_path)
+    merged = tmp_path / 'run' / 'train+valid.json'
+    out = tmp_path / 'config.py'
+    _, overrides = run.derive_config(repo_root / 'cldetection_configs' / 'tiny_cascade_cpu.py', protocol, None, out,
+                                     pretrained=False, train_ann_file=merged)
+    cfg = Config.fromfile(str(out))
+    assert cfg.train_dataloader.dataset.ann_file == str(merged)  # absolute: not joined with data_root
+    assert cfg.train_dataloader.dataset.data_root == str(tmp_path / 'train')  # the images stay where they are
+    assert cfg.val_dataloader.dataset.ann_file == 'valid.json'
+    assert overrides['train_ann_file'] == str(merged)
+
+
+def test_train_on_valid_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    from benchmarks import run
+
+    train_dir, work_dir = tmp_path / 'train', tmp_path / 'work'
+    train_dir.mkdir(), work_dir.mkdir()
+    for name in ('best_MRE_epoch_35.pth', 'epoch_40.pth'):
+        (train_dir / name).write_bytes(name.encode())
+    with pytest.raises(InputError, match='no last_checkpoint file'):
+        run._keep_checkpoint(train_dir, work_dir, last=True)
+    (train_dir / 'last_checkpoint').write_text(str(train_dir / 'epoch_40.pth'))
+    source, kept = run._keep_checkpoint(train_dir, work_dir, last=True)
+    assert source.name == 'epoch_40.pth' and kept == work_dir / 'last.pth' and kept.read_bytes() == b'epoch_40.pth'
+    source, kept = run._keep_checkpoint(train_dir, work_dir)
+    assert source.name == 'best_MRE_epoch_35.pth' and kept.read_bytes() == b'best_MRE_epoch_35.pth'
 
 
 # ------------------------------------------------------------------------------------------- cpu budget
@@ -265,3 +328,47 @@ def test_git_commit_outside_a_checkout_is_unknown(tmp_path: Path) -> None:
     from benchmarks.run import git_commit
 
     assert git_commit(tmp_path) == 'unknown'  # pytest's temp dirs are not inside a git work tree
+
+
+# ------------------------------------------------------------------------------------ label agreement
+def _tiny_shared_data(tmp_path: Path) -> Path:
+    """``shared/`` with one ISBI image (senior (10k, 20k+1), junior (10k+3, 20k+5)) and a cl2023 ground truth
+    that equals the senior except landmark 2, moved 6 px right, and holds 38 landmarks."""
+    from cldetection.challenge_io import ground_truth_document
+
+    shared = tmp_path / 'shared'
+    (shared / 'isbi2015' / 'images').mkdir(parents=True)
+    (shared / 'cl2023_subset').mkdir()
+    _tiny_isbi_csv(shared / 'isbi2015' / 'landmarks.csv')
+    (shared / 'isbi2015' / 'images' / '001.jpg').write_bytes(b'')
+    (shared / 'cl2023_subset' / 'images.txt').write_text('../isbi2015/images/001.jpg\n')
+    points = {k + 1: (10.0 * k, 20.0 * k + 1) for k in range(38)}
+    points[2] = (16.0, 21.0)
+    write_json_atomic(ground_truth_document({1: points}, {1: 0.1}), shared / 'cl2023_subset' / 'train-gt.json')
+    return shared
+
+
+def test_label_agreement_measures_cl2023_against_each_isbi_annotator(tmp_path: Path, capsys) -> None:
+    from benchmarks import label_agreement
+
+    shared = _tiny_shared_data(tmp_path)
+    distances, splits = label_agreement.label_distances(shared)
+    assert splits == ['train']
+    senior, junior, mean = (distances[r][0] for r in ('senior', 'junior', 'mean'))
+    assert senior[0] == 0.0 and senior[1] == pytest.approx(0.6) and senior[2:].max() == 0.0
+    assert junior[0] == pytest.approx(0.5)  # (3, 4) px
+    assert mean[0] == pytest.approx(0.25)  # (1.5, 2) px
+    assert label_agreement.main(['--shared-data', str(shared)]) == 0
+    table = capsys.readouterr().out
+    assert '| 1 sella | 0.00 | 0.50 | 0.25 | 100 |' in table and '| 2 nasion | 0.60 |' in table
+    assert '| **all** | **0.032** |' in table  # 0.6 mm on one of 19 landmarks
+
+
+def test_label_agreement_names_an_image_isbi_does_not_label(tmp_path: Path) -> None:
+    from benchmarks import label_agreement
+
+    shared = _tiny_shared_data(tmp_path)
+    (shared / 'isbi2015' / 'images' / '002.jpg').write_bytes(b'')
+    (shared / 'cl2023_subset' / 'images.txt').write_text('../isbi2015/images/002.jpg\n')
+    with pytest.raises(InputError, match=r'images\.txt.*002\.jpg is not an ISBI 2015 image'):
+        label_agreement.label_distances(shared)
