@@ -5,6 +5,7 @@ Examples::
     python step3_train_and_evaluation.py cldetection_configs/cascade_hrnet-s_cpu.py \\
         --cfg-options data_root=data/cl2023_coco
     python step3_train_and_evaluation.py CONFIG --resume                 # latest checkpoint of the work dir
+    python step3_train_and_evaluation.py CONFIG --no-validate            # final model on every image (step 2 --ratios 1 0 0)
     torchrun --nproc_per_node 4 step3_train_and_evaluation.py CONFIG --launcher pytorch   # 4 GPUs
 """
 from __future__ import annotations
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
                              'the config uses them')
     parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
                         help='"pytorch" when started by torchrun for multi-GPU (or multi-process CPU) training')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='train without validation, e.g. a final model on every labelled image (step 2 '
+                             '--ratios 1 0 0); the last checkpoint is the model (the work dir\'s last_checkpoint '
+                             'file names it)')
     parser.add_argument('--seed', type=int, default=None,
                         help='fixed random seed with deterministic algorithms (reproducible runs)')
     return parser
@@ -48,7 +53,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     work_dir = train(args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
                      cfg_options=args.cfg_options, launcher=args.launcher, seed=args.seed,
-                     no_pretrained=args.no_pretrained)
+                     no_pretrained=args.no_pretrained, no_validate=args.no_validate)
     print(f'training finished; checkpoints and logs in {work_dir}')
     return 0
 

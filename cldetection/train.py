@@ -9,6 +9,7 @@ MMEngine's distributed launcher::
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Optional
 import torch
 from mmengine.config import Config
 
-from .config_utils import check_dataset_files, disable_pretrained, load_config
+from .config_utils import check_dataset_files, dataset_ann_path, disable_pretrained, load_config
 from .errors import fail
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def latest_checkpoint(work_dir: str | Path) -> Optional[Path]:
 def build_train_config(config: str | Path, *, work_dir: Optional[str | Path] = None,
                        resume: Optional[str] = None, amp: bool = False,
                        cfg_options: Optional[dict[str, Any]] = None, launcher: str = 'none',
-                       seed: Optional[int] = None, no_pretrained: bool = False) -> Config:
+                       seed: Optional[int] = None, no_pretrained: bool = False,
+                       no_validate: bool = False) -> Config:
     """The training config: ``config`` plus the command-line switches of step 3.
 
     Args:
@@ -59,6 +61,9 @@ def build_train_config(config: str | Path, *, work_dir: Optional[str | Path] = N
         launcher: ``'none'`` or ``'pytorch'`` (torchrun).
         seed: fixed seed with deterministic algorithms; ``None``: a random seed, recorded in checkpoints.
         no_pretrained: switch off any ImageNet ``init_cfg`` (offline use).
+        no_validate: train without a validation loop (a final model on every labelled image, e.g. step 2 with
+            ``--ratios 1 0 0``): no ``best_*.pth``; the last checkpoint (named by the work dir's
+            ``last_checkpoint``) is the model.
     """
     cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
@@ -107,8 +112,39 @@ def build_train_config(config: str | Path, *, work_dir: Optional[str | Path] = N
                                          broadcast_buffers=False,
                                          find_unused_parameters=cfg.get('find_unused_parameters', False))
 
-    check_dataset_files(cfg, ('train_dataloader', 'val_dataloader'))
+    if no_validate:
+        _drop_validation(cfg)
+        check_dataset_files(cfg, ('train_dataloader', ))
+    else:
+        check_dataset_files(cfg, ('train_dataloader', 'val_dataloader'))
+        _require_validation_images(cfg)
     return cfg
+
+
+def _drop_validation(cfg: Config) -> None:
+    """No validation loop, and no best checkpoint to keep (there is no metric to rank checkpoints by)."""
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
+    checkpoint = cfg.get('default_hooks', {}).get('checkpoint')
+    if checkpoint is not None:
+        checkpoint.pop('save_best', None)
+        checkpoint.pop('rule', None)
+        checkpoint.save_last = True
+
+
+def _require_validation_images(cfg: Config) -> None:
+    """A validation file without images (step 2 with a valid ratio of 0) fails in one line, not deep in the
+    runner after the first epoch."""
+    dataset = (cfg.get('val_dataloader') or {}).get('dataset')
+    ann_path = dataset_ann_path(dataset) if isinstance(dataset, dict) else None
+    if ann_path is None or not ann_path.is_file():
+        return
+    try:
+        images = json.loads(ann_path.read_text(encoding='utf-8')).get('images')
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return  # not ours to judge here: MMPose's loader names what is wrong with it
+    if images == []:
+        fail(ann_path, 'holds no images to validate on; pass --no-validate to train without validation '
+                       '(the last checkpoint is then the model)')
 
 
 def _init_cpu_process_group(cfg: Config) -> None:

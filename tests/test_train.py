@@ -127,6 +127,29 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(coco_dir: Path, t
     assert all(torch.equal(final_whole[k], final_resumed[k]) for k in final_whole)
 
 
+def test_no_validate_trains_on_every_image_without_a_valid_split(tmp_path: Path, capsys) -> None:
+    """Step 2 with ``--ratios 1 0 0`` leaves valid.json empty: step 3 names it and the switch, and with
+    ``--no-validate`` trains, keeps the last checkpoint and no best one."""
+    from cldetection.prepare import prepare_coco_dataset
+    from cldetection.synthetic import generate_synthetic_dataset
+
+    stack, gt = generate_synthetic_dataset(tmp_path / 'challenge', num_images=6, seed=3, image_size=(256, 208))
+    coco = tmp_path / 'coco'
+    prepare_coco_dataset(stack, gt, coco, ratios=(1.0, 0.0, 0.0), seed=0)
+    assert json.loads((coco / 'valid.json').read_text())['images'] == []
+    step3 = load_script(STEP3).main
+    work_dir = tmp_path / 'work'
+    args = _step3_args(work_dir, coco, 'train_cfg.max_epochs=1')[1:]
+    assert_one_line_error(step3, args, 'holds no images to validate on; pass --no-validate', capsys)
+    done = subprocess.run([sys.executable, *_step3_args(work_dir, coco, 'train_cfg.max_epochs=1'), '--no-validate'],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = Path((work_dir / 'last_checkpoint').read_text().strip())
+    assert last.name == 'epoch_1.pth' and last.is_file()
+    assert not list(work_dir.glob('best_*.pth'))
+    assert _state_dict(last)  # a loadable model
+
+
 def load_script(path: Path) -> ModuleType:
     """Import a step script (they live outside the package) to call its ``main`` in-process."""
     spec = importlib.util.spec_from_file_location(path.stem, path)
