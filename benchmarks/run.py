@@ -266,21 +266,12 @@ def _read_throughput(train_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _last_checkpoint(train_dir: Path) -> Optional[Path]:
-    """The checkpoint MMEngine saved last in ``train_dir`` (its ``last_checkpoint`` file names it)."""
-    pointer = train_dir / 'last_checkpoint'
-    if not pointer.is_file():
-        return None
-    path = Path(pointer.read_text().strip())
-    return path if path.is_file() else None
-
-
 def _keep_checkpoint(train_dir: Path, work_dir: Path, last: bool = False) -> tuple[Path, Path]:
     """Link the best-on-valid checkpoint (or, with ``last``, the final one) into ``work_dir`` as ``best.pth``
     (``last.pth``); return ``(source, kept)``."""
-    from cldetection.train import best_checkpoint
+    from cldetection.train import best_checkpoint, latest_checkpoint
 
-    source = _last_checkpoint(train_dir) if last else best_checkpoint(train_dir)
+    source = latest_checkpoint(train_dir) if last else best_checkpoint(train_dir)
     if source is None:
         fail(train_dir, 'no last_checkpoint file naming a saved checkpoint: training did not finish' if last else
              'no best_*.pth checkpoint: validation never ran (check val_interval vs max_epochs)')
