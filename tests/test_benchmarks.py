@@ -372,3 +372,17 @@ def test_label_agreement_names_an_image_isbi_does_not_label(tmp_path: Path) -> N
     (shared / 'cl2023_subset' / 'images.txt').write_text('../isbi2015/images/002.jpg\n')
     with pytest.raises(InputError, match=r'images\.txt.*002\.jpg is not an ISBI 2015 image'):
         label_agreement.label_distances(shared)
+
+
+def test_label_agreement_on_the_real_data(shared_data: Path) -> None:
+    """cl2023 took the ISBI senior annotator's points and re-annotated some: sella is the senior's on every image,
+    and cl2023 lies closer to the senior than to the mean, and to the mean than to the junior."""
+    from benchmarks import label_agreement
+
+    if not (shared_data / 'isbi2015' / 'landmarks.csv').is_file():
+        pytest.skip(f'ISBI 2015 labels not found in {shared_data}')
+    distances, splits = label_agreement.label_distances(shared_data)
+    assert len(splits) == 193 and set(splits) == {'train', 'test1'}  # Test2 is not among them
+    senior, junior, mean = (distances[r] for r in ('senior', 'junior', 'mean'))
+    assert (senior[:, 0] < label_agreement.IDENTICAL_MM).all()
+    assert senior.mean() < mean.mean() < junior.mean()
