@@ -13,7 +13,6 @@ Prints a table (no files written).
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +25,6 @@ from cldetection.landmarks import landmark_names
 from .data import (DEFAULT_SHARED_DATA, ISBI_ANNOTATORS, ISBI_NUM_LANDMARKS, ISBI_SPACING_MM, cl2023_image_paths,
                    isbi_landmarks, read_isbi_annotations)
 
-logger = logging.getLogger(__name__)
 REFERENCES = ('senior', 'junior', 'mean')
 IDENTICAL_MM = 0.15  # below the JPEG's pixel rounding of either file (0.1 mm per pixel): the same click
 
@@ -52,9 +50,7 @@ def label_distances(shared_data: Path) -> tuple[dict[str, np.ndarray], list[str]
         if abs(spacing - ISBI_SPACING_MM) > 1e-9:
             fail(subset / 'train-gt.json', f'slice {z}: spacing {spacing} mm, ISBI 2015 images are 0.1 mm')
         for reference in REFERENCES:
-            isbi = annotations[name].annotations.get(reference)  # an annotator, or (mean) both
-            if isbi is None:
-                isbi = isbi_landmarks(annotations[name], reference)
+            isbi = isbi_landmarks(annotations[name], reference)  # an annotator's points, or the mean of both
             distances[reference].append(np.linalg.norm(cl2023 - isbi, axis=1) * spacing)
         splits.append(annotations[name].split)
     return {r: np.stack(d) for r, d in distances.items()}, splits
