@@ -286,6 +286,20 @@ def _keep_checkpoint(train_dir: Path, work_dir: Path, last: bool = False) -> tup
 
 
 # -------------------------------------------------------------------------------------------- the run
+def training_command(config: Path, train_dir: Path, seed: int, pretrained: bool,
+                     train_on_valid: bool) -> list[str]:
+    """Step 3's command line. With ``train_on_valid`` the valid images are training images, so validating on
+    them would cost time and select nothing: step 3 runs with ``--no-validate`` (its last checkpoint is the
+    model)."""
+    command = python_command(str(REPO_ROOT / 'step3_train_and_evaluation.py'), str(config),
+                             '--work-dir', str(train_dir), '--seed', str(seed))
+    if not pretrained:
+        command.append('--no-pretrained')
+    if train_on_valid:
+        command.append('--no-validate')
+    return command
+
+
 def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path, *, fold: Optional[int] = None,
                   data_dir: Path = DEFAULT_DATA_DIR, shared_data: Path = DEFAULT_SHARED_DATA,
                   results_md: Optional[Path] = DEFAULT_RESULTS, seed: int = 0, infer_images: int = 20,
@@ -295,8 +309,8 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     """Run one benchmark and return its validated result (see the module docstring).
 
     ``train_on_valid``: train on the train and valid images together (every image outside the test set, as a
-    user with no images to spare would) and test the last checkpoint; validation still runs on the valid images
-    for the log, but they are training images then, so it selects nothing.
+    user with no images to spare would) and test the last checkpoint; step 3 runs without validation (the valid
+    images are training images then, so validating on them would select nothing).
     """
     if budget_name not in BUDGETS:
         fail(None, f'--budget must be one of {", ".join(BUDGETS)}')
@@ -322,10 +336,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
         overrides['train_on_valid'] = True
 
     train_dir = work_dir / 'train'
-    command = python_command(str(REPO_ROOT / 'step3_train_and_evaluation.py'), str(config_out),
-                             '--work-dir', str(train_dir), '--seed', str(seed))
-    if not pretrained:
-        command.append('--no-pretrained')
+    command = training_command(config_out, train_dir, seed, pretrained, train_on_valid)
     training = run_measured(command, work_dir / 'step3.log', echo=echo)
     kept_source, kept = _keep_checkpoint(train_dir, work_dir, last=train_on_valid)
     throughput = _read_throughput(train_dir)
@@ -411,8 +422,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='shorten training to N epochs (smoke test; recorded in result.json, and not '
                              'appended to the default RESULTS.md)')
     parser.add_argument('--train-on-valid', action='store_true',
-                        help='train on the train and valid images together and test the last checkpoint (nothing '
-                             'held out for model selection; the test images stay unseen); its rows say '
+                        help='train on the train and valid images together and test the last checkpoint (step 3 '
+                             'runs with --no-validate: nothing is held out for model selection; the test images '
+                             'stay unseen); its rows say '
                              '"train+valid" in the Budget column')
     parser.add_argument('--overwrite', action='store_true', help='reuse a non-empty work dir')
     parser.add_argument('--echo', action='store_true', help='show the steps\' output live')

@@ -162,8 +162,7 @@ def test_train_and_valid_annotations_that_overlap_are_refused(tmp_path: Path) ->
     assert not (tmp_path / 'tv.json').exists()
 
 
-def test_train_on_valid_config_trains_on_the_merged_file_and_still_validates(tmp_path: Path,
-                                                                             repo_root: Path) -> None:
+def test_train_on_valid_config_trains_on_the_merged_file(tmp_path: Path, repo_root: Path) -> None:
     from mmengine.config import Config
 
     from benchmarks import run
@@ -194,6 +193,15 @@ def test_train_on_valid_keeps_the_last_checkpoint(tmp_path: Path) -> None:
     assert source.name == 'epoch_40.pth' and kept == work_dir / 'last.pth' and kept.read_bytes() == b'epoch_40.pth'
     source, kept = run._keep_checkpoint(train_dir, work_dir)
     assert source.name == 'best_MRE_epoch_35.pth' and kept.read_bytes() == b'best_MRE_epoch_35.pth'
+
+
+def test_train_on_valid_trains_without_validation(tmp_path: Path) -> None:
+    from benchmarks import run
+
+    plain = run.training_command(tmp_path / 'config.py', tmp_path / 'train', 3, False, train_on_valid=False)
+    merged = run.training_command(tmp_path / 'config.py', tmp_path / 'train', 3, False, train_on_valid=True)
+    assert '--no-validate' not in plain and merged == plain + ['--no-validate']
+    assert plain[-5:] == ['--work-dir', str(tmp_path / 'train'), '--seed', '3', '--no-pretrained']
 
 
 # ------------------------------------------------------------------------------------------- cpu budget
