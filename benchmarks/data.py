@@ -229,14 +229,27 @@ def write_train_valid_annotations(train_json: Path, valid_json: Path, out: Path)
     For runs that train on every image outside the test set (``benchmarks.run --train-on-valid``). The ids are
     stack slices, so they cannot collide unless the two files overlap, which would be a step 2 bug: refused.
     """
-    train, valid = (json.loads(path.read_text()) for path in (train_json, valid_json))
-    shared = {img['id'] for img in train['images']} & {img['id'] for img in valid['images']}
-    if shared:
-        fail(valid_json, f'shares image ids {sorted(shared)[:5]} with {train_json}; the splits must be disjoint')
-    merged = {**train, 'images': train['images'] + valid['images'],
-              'annotations': train['annotations'] + valid['annotations'],
-              'info': {**train.get('info', {}), 'description': f'{train_json.name} + {valid_json.name}',
-                       'split': 'train + valid'}}
+    return merge_training_annotations([train_json, valid_json], out, 'train + valid')
+
+
+def merge_training_annotations(files: Sequence[Path], out: Path, split: str) -> Path:
+    """One COCO JSON (``out``) holding the images and annotations of ``files``, in order; the first file's
+    categories and info are kept (``split`` names the union). Image ids must be disjoint: files of one step 2
+    run are (ids are stack slices), and extra training files (:mod:`benchmarks.pseudo_labels`) offset theirs
+    and name their images by absolute paths, which MMPose's path join keeps as they are."""
+    documents = [json.loads(Path(path).read_text()) for path in files]
+    seen: dict[int, Path] = {}
+    for path, document in zip(files, documents):
+        ids = {img['id'] for img in document['images']}
+        shared = sorted(ids & set(seen))
+        if shared:
+            fail(path, f'shares image ids {shared[:5]} with {seen[shared[0]]}; the splits must be disjoint')
+        seen.update(dict.fromkeys(ids, Path(path)))
+    first = documents[0]
+    merged = {**first, 'images': [img for d in documents for img in d['images']],
+              'annotations': [a for d in documents for a in d['annotations']],
+              'info': {**first.get('info', {}), 'description': ' + '.join(Path(f).name for f in files),
+                       'split': split}}
     write_json_atomic(merged, out)
     return out
 

@@ -135,14 +135,17 @@ def hardware_label(hardware: dict) -> str:
 
 def budget_label(result: dict) -> str:
     """The budget, with the epochs when ``--max-epochs`` shortened it (e.g. ``config, 40 ep``) and
-    ``train+valid`` when the valid images were trained on (``--train-on-valid``): a different training set,
-    so ``benchmarks.summary`` keeps those runs in a group of their own."""
+    ``train+valid`` when the valid images were trained on (``--train-on-valid``) and ``+N label`` when N extra
+    images were (``--extra-train``, e.g. ``+107 pseudo``): a different training set, so ``benchmarks.summary``
+    keeps those runs in a group of their own."""
     overrides = result['budget_overrides']
     parts = [result['budget']]
     if overrides.get('shortened_to_epochs'):
         parts.append(f'{overrides["shortened_to_epochs"]} ep')
     if overrides.get('train_on_valid'):
         parts.append('train+valid')
+    if overrides.get('extra_train'):
+        parts.append(f'+{overrides["extra_train"]["images"]} {overrides["extra_train"]["label"]}')
     return ', '.join(parts)
 
 

@@ -40,7 +40,7 @@ from cldetection.challenge_io import load_landmarks, write_json_atomic
 from cldetection.errors import fail, run_cli
 
 from .data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_GROUND_TRUTHS, PROTOCOLS, ProtocolData, image_ids,
-                   prepare_protocol, write_train_valid_annotations)
+                   merge_training_annotations, prepare_protocol, write_train_valid_annotations)
 from .hooks import THROUGHPUT_FILE
 from .process import REPO_ROOT, Measured, python_command, run_measured
 from .results import BUDGETS, SCHEMA, append_rows, result_rows, validate_result
@@ -286,6 +286,31 @@ def _keep_checkpoint(train_dir: Path, work_dir: Path, last: bool = False) -> tup
 
 
 # -------------------------------------------------------------------------------------------- the run
+def read_extra_training_file(path: Path, test_ids: Sequence[int] = ()) -> dict[str, Any]:
+    """Check an ``--extra-train`` COCO JSON (e.g. :mod:`benchmarks.pseudo_labels`' ``pseudo-train.json``) and
+    describe it for ``result.json``: its images must be named by absolute paths (they live outside the protocol's
+    image folder) and none may be a test image of the protocol (ids, checked where the ids are stack slices)."""
+    if not path.is_file():
+        fail(path, 'file not found')
+    try:
+        document = json.loads(path.read_text(encoding='utf-8'))
+        images = document['images']
+        names = [str(img['file_name']) for img in images]
+        ids = [int(img['id']) for img in images]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        fail(path, f'is not a COCO JSON with images (id, file_name): {err}')
+    relative = [n for n in names if not Path(n).is_absolute()]
+    if relative:
+        fail(path, f'image {relative[0]!r} is not an absolute path; extra training images must be named by '
+                   'absolute paths (as benchmarks.pseudo_labels writes them)')
+    tested = sorted(set(ids) & set(test_ids))
+    if tested:
+        fail(path, f'holds test image ids {tested[:5]}')
+    info = document.get('info') or {}
+    return {'file': str(path.resolve()), 'images': len(images), 'label': str(info.get('label', 'extra')),
+            'description': str(info.get('description', ''))}
+
+
 def training_command(config: Path, train_dir: Path, seed: int, pretrained: bool,
                      train_on_valid: bool) -> list[str]:
     """Step 3's command line. With ``train_on_valid`` the valid images are training images, so validating on
@@ -305,12 +330,15 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
                   results_md: Optional[Path] = DEFAULT_RESULTS, seed: int = 0, infer_images: int = 20,
                   pretrained: bool = False, max_epochs: Optional[int] = None, overwrite: bool = False,
                   echo: bool = False, ground_truth: str = ISBI_GROUND_TRUTHS[0],
-                  train_on_valid: bool = False) -> dict[str, Any]:
+                  train_on_valid: bool = False, extra_train: Optional[Path] = None) -> dict[str, Any]:
     """Run one benchmark and return its validated result (see the module docstring).
 
     ``train_on_valid``: train on the train and valid images together (every image outside the test set, as a
     user with no images to spare would) and test the last checkpoint; step 3 runs without validation (the valid
     images are training images then, so validating on them would select nothing).
+    ``extra_train``: a COCO JSON of more training images (absolute image paths, ids disjoint from the
+    protocol's; e.g. :mod:`benchmarks.pseudo_labels`), merged into the training file; selection and testing are
+    unchanged.
     """
     if budget_name not in BUDGETS:
         fail(None, f'--budget must be one of {", ".join(BUDGETS)}')
@@ -331,9 +359,16 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     if train_on_valid:
         train_ann_file = write_train_valid_annotations(data.train_root / 'train.json', data.valid_root / 'valid.json',
                                                        work_dir / 'train+valid.json')
+    extra = None
+    if extra_train is not None:
+        extra = read_extra_training_file(extra_train, data.test_slices if protocol == 'cl2023' else ())
+        train_ann_file = merge_training_annotations([train_ann_file or data.train_root / 'train.json', extra_train],
+                                                    work_dir / 'train+extra.json', f'train + {extra["label"]}')
     cfg, overrides = derive_config(config, data, budget, config_out, pretrained, max_epochs, train_ann_file)
     if train_on_valid:
         overrides['train_on_valid'] = True
+    if extra is not None:
+        overrides['extra_train'] = extra
 
     train_dir = work_dir / 'train'
     command = training_command(config_out, train_dir, seed, pretrained, train_on_valid)
@@ -426,6 +461,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'runs with --no-validate: nothing is held out for model selection; the test images '
                              'stay unseen); its rows say '
                              '"train+valid" in the Budget column')
+    parser.add_argument('--extra-train', type=Path,
+                        help='COCO JSON of more training images, merged with the training split (absolute image '
+                             'paths; e.g. python -m benchmarks.pseudo_labels); its rows say "+N <label>" in the '
+                             'Budget column')
     parser.add_argument('--overwrite', action='store_true', help='reuse a non-empty work dir')
     parser.add_argument('--echo', action='store_true', help='show the steps\' output live')
     return parser.parse_args(argv)
@@ -441,7 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            results_md=None if args.no_results else results_md, seed=args.seed,
                            infer_images=args.infer_images, pretrained=args.pretrained,
                            max_epochs=args.max_epochs, overwrite=args.overwrite, echo=args.echo,
-                           ground_truth=args.ground_truth, train_on_valid=args.train_on_valid)
+                           ground_truth=args.ground_truth, train_on_valid=args.train_on_valid,
+                           extra_train=args.extra_train)
     for row in result_rows(result):
         print(f'{row["Protocol"]} {row["Split"]} [{row["Ground truth"]}] {row["Config"]} ({row["Budget"]}): '
               f'MRE {row["MRE"]} ± {row["SD"]} mm, SDR 2/2.5/3/4 mm {row["SDR 2mm"]} / {row["SDR 2.5mm"]} / '

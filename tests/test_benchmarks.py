@@ -394,3 +394,99 @@ def test_label_agreement_on_the_real_data(shared_data: Path) -> None:
     senior, junior, mean = (distances[r] for r in ('senior', 'junior', 'mean'))
     assert (senior[:, 0] < label_agreement.IDENTICAL_MM).all()
     assert senior.mean() < mean.mean() < junior.mean()
+
+
+# ------------------------------------------------------------------------------- pseudo-labels, --extra-train
+def _step2_train(folder: Path, ids: list[int]) -> Path:
+    folder.mkdir(parents=True)
+    document = _coco(ids)
+    for img in document['images']:
+        img['file_name'] = f'{img["id"]}.png'
+    return write_json_atomic(document, folder / 'train.json')
+
+
+def test_pseudo_label_file_moves_ids_away_from_any_slice_and_names_images_absolutely(tmp_path: Path) -> None:
+    from benchmarks import pseudo_labels
+
+    step2 = _step2_train(tmp_path / 'step2', [1, 2])
+    out = pseudo_labels.offset_training_file(step2, tmp_path / 'pseudo-train.json')
+    document = json.loads(out.read_text())
+    assert [img['id'] for img in document['images']] == [100_001, 100_002]
+    assert [a['image_id'] for a in document['annotations']] == [100_001, 100_002]
+    assert document['images'][0]['file_name'] == str((tmp_path / 'step2' / 'images' / '1.png').resolve())
+    assert document['info']['label'] == 'pseudo'
+    assert json.loads(step2.read_text())['images'][0]['id'] == 1  # step 2's file untouched
+
+
+def test_extra_training_images_merge_with_the_split_and_label_the_run(tmp_path: Path) -> None:
+    from benchmarks import pseudo_labels, run
+
+    write_json_atomic(_coco([1, 4]), tmp_path / 'train.json')
+    extra = pseudo_labels.offset_training_file(_step2_train(tmp_path / 'step2', [1, 2, 3]), tmp_path / 'extra.json')
+    described = run.read_extra_training_file(extra, test_ids=[1, 2, 3])  # slice ids of the test fold: not these
+    assert described['images'] == 3 and described['label'] == 'pseudo'
+    merged = data.merge_training_annotations([tmp_path / 'train.json', extra], tmp_path / 'merged.json', 'train + x')
+    assert data.image_ids(merged) == [1, 4, 100_001, 100_002, 100_003]
+    result = _fake_result()
+    result['budget_overrides']['extra_train'] = described
+    assert results.budget_label(result).endswith(', +3 pseudo')
+
+
+def test_extra_training_files_that_would_mislead_are_refused(tmp_path: Path) -> None:
+    from benchmarks import run
+
+    relative = write_json_atomic(_coco([7]), tmp_path / 'relative.json')
+    with pytest.raises(InputError, match=r"relative\.json.*'7\.png' is not an absolute path"):
+        run.read_extra_training_file(relative)
+    absolute = _coco([7])
+    absolute['images'][0]['file_name'] = str(tmp_path / '7.png')
+    write_json_atomic(absolute, tmp_path / 'absolute.json')
+    with pytest.raises(InputError, match=r'absolute\.json.*holds test image ids \[7\]'):
+        run.read_extra_training_file(tmp_path / 'absolute.json', test_ids=[5, 7])
+    with pytest.raises(InputError, match='file not found'):
+        run.read_extra_training_file(tmp_path / 'absent.json')
+    (tmp_path / 'broken.json').write_text('{"images": [{"id": 1}]}')
+    with pytest.raises(InputError, match=r'broken\.json.*not a COCO JSON'):
+        run.read_extra_training_file(tmp_path / 'broken.json')
+    write_json_atomic(_coco([1, 2]), tmp_path / 'train.json')
+    with pytest.raises(InputError, match=r'absolute\.json.*shares image ids \[7\] with .*other\.json'):
+        data.merge_training_annotations([write_json_atomic(_coco([7]), tmp_path / 'other.json'),
+                                         tmp_path / 'absolute.json'], tmp_path / 'merged.json', 'x')
+    assert not (tmp_path / 'merged.json').exists()
+
+
+def test_pseudo_labels_take_only_isbi_images_outside_the_cl2023_subset(tmp_path: Path) -> None:
+    from benchmarks import pseudo_labels
+
+    shared = _tiny_shared_data(tmp_path)  # cl2023 holds 001.jpg
+    folder = shared / 'isbi2015' / 'images'
+    for i in range(2, 301):
+        (folder / f'{i:03d}.jpg').write_bytes(b'')
+    found = pseudo_labels.unlabelled_isbi_images(shared)
+    assert [p.name for p in found] == [f'{i:03d}.jpg' for i in range(2, 301)]
+    (folder / '300.jpg').unlink()
+    with pytest.raises(InputError, match=r'300\.jpg: file not found'):
+        pseudo_labels.unlabelled_isbi_images(shared)
+
+
+def test_pseudo_label_images_on_the_real_data(shared_data: Path) -> None:
+    """107 ISBI images 001-300 lie outside the 193-image cl2023 subset; Test2 (301-400) is never among them."""
+    from benchmarks import pseudo_labels
+
+    if not (shared_data / 'cl2023_subset' / 'images.txt').is_file():
+        pytest.skip(f'CL-Detection 2023 subset not found in {shared_data}')
+    found = pseudo_labels.unlabelled_isbi_images(shared_data)
+    assert len(found) == 107 and all(1 <= int(p.stem) <= 300 for p in found)
+    assert not {p.name for p in found} & {p.name for p in data.cl2023_image_paths(shared_data / 'cl2023_subset')}
+
+
+def test_pseudo_labels_refuse_a_used_output_folder(tmp_path: Path) -> None:
+    from benchmarks import pseudo_labels
+
+    (tmp_path / 'config.py').write_text('')
+    (tmp_path / 'model.pth').write_bytes(b'')
+    (tmp_path / 'out').mkdir()
+    (tmp_path / 'out' / 'pseudo-train.json').write_text('{}')
+    with pytest.raises(InputError, match=r'out: is not empty'):
+        pseudo_labels.make_pseudo_labels(tmp_path / 'config.py', tmp_path / 'model.pth', tmp_path / 'out')
+    assert (tmp_path / 'out' / 'pseudo-train.json').read_text() == '{}'

@@ -1,0 +1,133 @@
+"""Pseudo-labelled extra training images for the cl2023 protocol (self-training).
+
+The cl2023 protocol has 130 training images per fold, and the measured gain from more labelled images is
+small but steady (``docs/accuracy.md``, "more training images"). The 107 ISBI 2015 images 001-300 that are not
+in the CL-Detection 2023 subset are radiographs of the same kind, but ISBI's labels follow another convention
+for a third of the landmarks and cover only 19 of the 38 (``benchmarks.label_agreement``). This labels them
+with a trained cl2023 model instead: the model's 38 predicted points become their ground truth, and
+``benchmarks.run --extra-train OUT/pseudo-train.json`` trains on them beside the fold's labelled images. The
+test fold's images are never among them, and the labelling model must have been trained without them (a model
+of the same fold). ::
+
+    python -m benchmarks.pseudo_labels --config DIR/config.py --checkpoint DIR/best.pth --out-dir OUT
+
+Each step goes the user's way: the images -> a challenge stack (``python -m cldetection.stack``, cached as
+``<data-dir>/cl2023/extra_stack.mha``) -> step 5's predictor -> a challenge ground-truth JSON
+(``OUT/pseudo-gt.json``) -> step 2 (``--ratios 1 0 0``, ``OUT/step2/``) -> ``OUT/pseudo-train.json``: step 2's
+train.json with image ids offset by :data:`ID_OFFSET` (disjoint from any cl2023 slice) and absolute image paths,
+ready to merge with a fold's train.json. It also prints how far the pseudo-labels of landmarks 1-19 lie from
+the ISBI senior annotator's points on these images: for scale, cl2023's own ground truth lies 1.31 mm from them
+on the 193 shared images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cldetection.challenge_io import ground_truth_document, write_json_atomic
+from cldetection.errors import fail, run_cli
+
+from .data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_NUM_LANDMARKS, ISBI_SPACING_MM, ISBI_TEST1_IMAGES,
+                   ISBI_TRAIN_IMAGES, build_stack, cl2023_image_paths, isbi_landmarks, read_isbi_annotations,
+                   run_step2)
+
+logger = logging.getLogger(__name__)
+
+#: Added to step 2's image and annotation ids (stack slices 1..107) so that they never meet a cl2023 slice id.
+ID_OFFSET = 100_000
+LABEL = 'pseudo'
+
+
+def unlabelled_isbi_images(shared_data: Path) -> list[Path]:
+    """ISBI 2015 images 001-300 outside the CL-Detection 2023 subset, in file order (Test2 is not among them)."""
+    taken = {p.name for p in cl2023_image_paths(shared_data / 'cl2023_subset')}
+    folder = shared_data / 'isbi2015' / 'images'
+    paths = [folder / name for name in ISBI_TRAIN_IMAGES + ISBI_TEST1_IMAGES if name not in taken]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        fail(missing[0], 'file not found (ISBI 2015 images 001-300 are expected)')
+    return paths
+
+
+def offset_training_file(step2_train: Path, out: Path, offset: int = ID_OFFSET, label: str = LABEL) -> Path:
+    """Step 2's ``train.json`` with ids moved by ``offset`` and image paths made absolute (``out``), so that
+    :func:`benchmarks.data.merge_training_annotations` can put it beside another step 2 run's images."""
+    document = json.loads(step2_train.read_text())
+    images_dir = step2_train.parent / 'images'
+    for img in document['images']:
+        img['id'] = int(img['id']) + offset
+        img['file_name'] = str((images_dir / Path(img['file_name']).name).resolve())
+    for ann in document['annotations']:
+        ann['id'] = int(ann['id']) + offset
+        ann['image_id'] = int(ann['image_id']) + offset
+    document['info'] = {**document.get('info', {}), 'label': label,
+                        'description': f'{label} labels of {len(document["images"])} images ({step2_train})'}
+    write_json_atomic(document, out)
+    return out
+
+
+def distance_to_isbi_senior(points: dict[int, np.ndarray], images: Sequence[Path], csv_path: Path) -> np.ndarray:
+    """Radial distances (mm, images x 19) of the predicted landmarks 1-19 from the ISBI senior annotator's."""
+    annotations = read_isbi_annotations(csv_path)
+    rows = []
+    for z in sorted(points):
+        senior = isbi_landmarks(annotations[images[z - 1].name], 'senior')
+        rows.append(np.linalg.norm(np.asarray(points[z])[:ISBI_NUM_LANDMARKS] - senior, axis=1) * ISBI_SPACING_MM)
+    return np.stack(rows)
+
+
+def make_pseudo_labels(config: Path, checkpoint: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
+                       shared_data: Path = DEFAULT_SHARED_DATA, echo: bool = False) -> Path:
+    """Label the unlabelled ISBI images with a trained cl2023 model; returns ``out_dir/pseudo-train.json``."""
+    from cldetection.predict import predict_stack_to_json
+
+    for path in (config, checkpoint):
+        if not path.is_file():
+            fail(path, 'file not found')
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        fail(out_dir, 'is not empty; choose another --out-dir (pseudo-labels belong to one model)')
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = unlabelled_isbi_images(shared_data)
+    stack = data_dir / 'cl2023' / 'extra_stack.mha'
+    build_stack(images, stack, echo)
+    prediction, _ = predict_stack_to_json(config, checkpoint, stack, out_dir / 'prediction.json', progress=echo)
+    points = {z: {k + 1: (float(x), float(y)) for k, (x, y) in enumerate(xy)} for z, xy in prediction.points.items()}
+    gt = write_json_atomic(ground_truth_document(points, dict.fromkeys(points, ISBI_SPACING_MM)),
+                           out_dir / 'pseudo-gt.json')
+    run_step2(stack, gt, out_dir / 'step2', ['--ratios', '1', '0', '0'], echo)
+    out = offset_training_file(out_dir / 'step2' / 'train.json', out_dir / 'pseudo-train.json')
+    distances = distance_to_isbi_senior(prediction.points, images, shared_data / 'isbi2015' / 'landmarks.csv')
+    print(f'{len(points)} images pseudo-labelled by {checkpoint}: {out}')
+    print(f'landmarks 1-{ISBI_NUM_LANDMARKS} against the ISBI senior annotator: {distances.mean():.3f} mm mean '
+          f'(cl2023 ground truth against the senior on the 193 shared images: 1.309 mm)')
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', type=Path, required=True, help='config of the labelling cl2023 model')
+    parser.add_argument('--checkpoint', type=Path, required=True,
+                        help='its checkpoint (trained on the same fold the pseudo-labels will train)')
+    parser.add_argument('--out-dir', type=Path, required=True, help='new folder for the pseudo-labelled data')
+    parser.add_argument('--data-dir', type=Path, default=DEFAULT_DATA_DIR,
+                        help='benchmark data cache (the extra stack is built there; default: %(default)s)')
+    parser.add_argument('--shared-data', type=Path, default=DEFAULT_SHARED_DATA,
+                        help='real data folder (default: %(default)s)')
+    parser.add_argument('--echo', action='store_true', help='show the steps\' output live')
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    make_pseudo_labels(args.config, args.checkpoint, args.out_dir, args.data_dir, args.shared_data, args.echo)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(run_cli(main))
