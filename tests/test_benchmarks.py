@@ -490,3 +490,46 @@ def test_pseudo_labels_refuse_a_used_output_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r'out: is not empty'):
         pseudo_labels.make_pseudo_labels(tmp_path / 'config.py', tmp_path / 'model.pth', tmp_path / 'out')
     assert (tmp_path / 'out' / 'pseudo-train.json').read_text() == '{}'
+
+
+def test_pseudo_labels_from_a_model_become_a_training_file(tmp_path: Path, repo_root: Path, capsys) -> None:
+    """End to end on tiny images: the two ISBI images outside the cl2023 list are stacked, predicted by a (here
+    untrained) 38-landmark cascade, written as a ground truth, put through step 2 and offset; the labels in the
+    training file are the model's predictions."""
+    import cv2
+
+    from benchmarks import pseudo_labels
+    from cldetection.config_utils import load_config, set_num_landmarks
+    from cldetection.predict import save_untrained_checkpoint
+
+    shared = tmp_path / 'shared'
+    folder = shared / 'isbi2015' / 'images'
+    folder.mkdir(parents=True)
+    (shared / 'cl2023_subset').mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, 301):
+        cv2.imwrite(str(folder / f'{i:03d}.jpg'), rng.integers(0, 255, (120, 96), dtype=np.uint8))
+    unlabelled = ('005.jpg', '250.jpg')
+    (shared / 'cl2023_subset' / 'images.txt').write_text(
+        ''.join(f'../isbi2015/images/{i:03d}.jpg\n' for i in range(1, 301) if f'{i:03d}.jpg' not in unlabelled))
+    rows = _tiny_isbi_csv(tmp_path / 'one.csv').read_text().splitlines()
+    (shared / 'isbi2015' / 'landmarks.csv').write_text('\n'.join(
+        [rows[0]] + [row.replace('001.jpg', name) for name in unlabelled for row in rows[1:]]) + '\n')
+    cfg = load_config(repo_root / 'cldetection_configs' / 'tiny_cascade_cpu.py')
+    set_num_landmarks(cfg, 38)
+    cfg.dump(str(tmp_path / 'tiny38.py'))
+    checkpoint = save_untrained_checkpoint(tmp_path / 'tiny38.py', tmp_path / 'untrained.pth')
+
+    out = pseudo_labels.make_pseudo_labels(tmp_path / 'tiny38.py', checkpoint, tmp_path / 'pseudo',
+                                           data_dir=tmp_path / 'data', shared_data=shared)
+    assert 'landmarks 1-19 against the ISBI senior annotator' in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    assert [img['id'] for img in document['images']] == [100_001, 100_002]
+    assert all(Path(img['file_name']).is_file() for img in document['images'])
+    predicted = load_landmarks(tmp_path / 'pseudo' / 'prediction.json', require_spacing=False)
+    for ann in document['annotations']:
+        keypoints = np.asarray(ann['keypoints'], dtype=np.float64).reshape(-1, 3)
+        z = ann['image_id'] - 100_000
+        expected = np.array([predicted.points[z][k] for k in range(1, 39)])
+        assert keypoints.shape == (38, 3) and np.allclose(keypoints[:, :2], expected, atol=1e-3)
+    assert (tmp_path / 'data' / 'cl2023' / 'extra_stack.mha').is_file()  # cached for the next fold's labels
