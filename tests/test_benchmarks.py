@@ -423,7 +423,7 @@ def test_extra_training_images_merge_with_the_split_and_label_the_run(tmp_path: 
 
     write_json_atomic(_coco([1, 4]), tmp_path / 'train.json')
     extra = pseudo_labels.offset_training_file(_step2_train(tmp_path / 'step2', [1, 2, 3]), tmp_path / 'extra.json')
-    described = run.read_extra_training_file(extra, test_ids=[1, 2, 3])  # slice ids of the test fold: not these
+    described = run.read_extra_training_file(extra, test_roots=[tmp_path / 'fold0'])
     assert described['images'] == 3 and described['label'] == 'pseudo'
     merged = data.merge_training_annotations([tmp_path / 'train.json', extra], tmp_path / 'merged.json', 'train + x')
     assert data.image_ids(merged) == [1, 4, 100_001, 100_002, 100_003]
@@ -441,8 +441,11 @@ def test_extra_training_files_that_would_mislead_are_refused(tmp_path: Path) -> 
     absolute = _coco([7])
     absolute['images'][0]['file_name'] = str(tmp_path / '7.png')
     write_json_atomic(absolute, tmp_path / 'absolute.json')
-    with pytest.raises(InputError, match=r'absolute\.json.*holds test image ids \[7\]'):
-        run.read_extra_training_file(tmp_path / 'absolute.json', test_ids=[5, 7])
+    run.read_extra_training_file(tmp_path / 'absolute.json', test_roots=[tmp_path / 'fold0'])
+    absolute['images'][0]['file_name'] = str(tmp_path / 'fold0' / 'images' / '7.png')
+    write_json_atomic(absolute, tmp_path / 'leaking.json')
+    with pytest.raises(InputError, match=r'leaking\.json.*fold0/images/7\.png lies in a test folder'):
+        run.read_extra_training_file(tmp_path / 'leaking.json', test_roots=[tmp_path / 'other', tmp_path / 'fold0'])
     with pytest.raises(InputError, match='file not found'):
         run.read_extra_training_file(tmp_path / 'absent.json')
     (tmp_path / 'broken.json').write_text('{"images": [{"id": 1}]}')
