@@ -21,6 +21,7 @@ import numpy as np
 from cldetection.challenge_io import load_landmarks
 from cldetection.errors import fail, run_cli
 from cldetection.landmarks import landmark_names
+from cldetection.metric import radial_errors_mm
 
 from .data import (DEFAULT_SHARED_DATA, ISBI_ANNOTATORS, ISBI_NUM_LANDMARKS, ISBI_SPACING_MM, cl2023_image_paths,
                    isbi_landmarks, read_isbi_annotations)
@@ -51,7 +52,7 @@ def label_distances(shared_data: Path) -> tuple[dict[str, np.ndarray], list[str]
             fail(subset / 'train-gt.json', f'slice {z}: spacing {spacing} mm, ISBI 2015 images are 0.1 mm')
         for reference in REFERENCES:
             isbi = isbi_landmarks(annotations[name], reference)  # an annotator's points, or the mean of both
-            distances[reference].append(np.linalg.norm(cl2023 - isbi, axis=1) * spacing)
+            distances[reference].append(radial_errors_mm(cl2023, isbi, spacing))
         splits.append(annotations[name].split)
     return {r: np.stack(d) for r, d in distances.items()}, splits
 
