@@ -28,6 +28,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='write into a non-empty output folder (replaces our files, deletes nothing)')
     parser.add_argument('--allow-missing', '--allow_missing', dest='allow_missing', action='store_true',
                         help='keep images that lack some landmarks, with visibility 0 for those')
+    parser.add_argument('--extra_train', '--extra-train', nargs=2, action='append', default=[],
+                        metavar=('STACK', 'GT'),
+                        help='another stack and its ground truth whose every slice joins the training split only '
+                             '(never valid or test), e.g. radiographs labelled by a trained model with step 5 '
+                             '--save_pseudo_gt_path (self-training); written as OUT/images/extra<i>/; repeatable')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
@@ -36,9 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     result = prepare_coco_dataset(args.mha_file_path, args.train_gt_path, args.output_dir, ratios=args.ratios,
                                   seed=args.seed, folds=args.folds, fold=args.fold, overwrite=args.overwrite,
-                                  allow_missing=args.allow_missing, progress=not args.no_progress)
+                                  allow_missing=args.allow_missing, extra_train=args.extra_train,
+                                  progress=not args.no_progress)
     sizes = ', '.join(f'{name} {len(zs)}' for name, zs in result.splits.items())
-    print(f'wrote {result.output_dir}: {result.num_landmarks} landmarks; {sizes} images')
+    extra = (f' (+ {sum(result.extra_train_images)} extra training images)'
+             if result.extra_train_images else '')
+    print(f'wrote {result.output_dir}: {result.num_landmarks} landmarks; {sizes} images{extra}')
     return 0
 
 

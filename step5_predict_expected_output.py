@@ -37,11 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help='also write the cephalometric measurements and classes of every slice to '
                              '<json stem>_analysis.csv beside the JSON (needs the 19 ISBI landmarks)')
     parser.add_argument('--spacing', type=float, default=CHALLENGE_SPACING_MM,
-                        help='mm per pixel for the analysis\'s MW (default: %(default)s, the challenge\'s); '
+                        help='mm per pixel for the analysis\'s MW and the pseudo ground truth\'s "scale" (default: '
+                             '%(default)s, the challenge\'s); '
                              'slices of --gt_json use its "scale"')
+    parser.add_argument('--save_pseudo_gt_path', '--save-pseudo-gt-path', type=Path, default=None,
+                        help='also write the prediction as ground truth (train-gt.json layout, "scale" as for '
+                             '--analysis) to this file, to train on unlabelled radiographs with step 2 '
+                             '--extra_train (self-training; see README)')
     add_model_arguments(parser)
     parser.add_argument('--overwrite', action='store_true',
-                        help='replace --save_json_path (and with --analysis its CSV) if it exists')
+                        help='replace --save_json_path (and with --analysis its CSV, with '
+                             '--save_pseudo_gt_path that file) if it exists')
     return parser
 
 
@@ -50,11 +56,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     prediction, metrics = predict_stack_to_json(
         args.config_file, args.load_weight_path, args.load_mha_path, args.save_json_path, device=args.device,
         batch_size=args.batch_size, gt_json=args.gt_json, overwrite=args.overwrite, analysis=args.analysis,
-        spacing=args.spacing)
+        spacing=args.spacing, pseudo_gt_path=args.save_pseudo_gt_path)
     print(f'wrote {args.save_json_path}: {len(prediction.points)} slices, '
           f'{prediction.seconds_per_slice:.3f} s per slice (model load excluded)')
     if args.analysis:
         print(f'wrote {analysis_csv_path(args.save_json_path)}: cephalometric measurements of every slice')
+    if args.save_pseudo_gt_path is not None:
+        print(f'wrote {args.save_pseudo_gt_path}: the prediction as ground truth (for step 2 --extra_train)')
     if metrics is not None:
         print(metrics_report(metrics))
     return 0

@@ -28,16 +28,18 @@ from typing import Sequence
 
 import numpy as np
 
-from cldetection.challenge_io import ground_truth_document, write_json_atomic
+from cldetection.challenge_io import write_json_atomic
 from cldetection.errors import fail, run_cli
 from cldetection.metric import radial_errors_mm
+from cldetection.prepare import EXTRA_ID_OFFSET
 
 from .data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_NUM_LANDMARKS, ISBI_SPACING_MM, ISBI_TEST1_IMAGES,
                    ISBI_TRAIN_IMAGES, build_stack, cl2023_image_paths, isbi_landmarks, read_isbi_annotations,
                    run_step2)
 
-#: Added to step 2's image and annotation ids (stack slices 1..107) so that they never meet a cl2023 slice id.
-ID_OFFSET = 100_000
+#: Added to step 2's image and annotation ids (stack slices 1..107) so that they never meet a cl2023 slice id
+#: (the offset step 2 gives its first ``--extra_train`` stack).
+ID_OFFSET = EXTRA_ID_OFFSET
 LABEL = 'pseudo'
 #: How far cl2023's own landmarks 1-19 lie from the ISBI senior annotator's on the 193 shared images
 #: (``python -m benchmarks.label_agreement``): the scale for the pseudo-labels' distance.
@@ -96,14 +98,13 @@ def make_pseudo_labels(config: Path, checkpoint: Path, out_dir: Path, data_dir: 
     images = unlabelled_isbi_images(shared_data)
     stack = data_dir / 'cl2023' / 'extra_stack.mha'
     build_stack(images, stack, echo)
-    prediction, _ = predict_stack_to_json(config, checkpoint, stack, out_dir / 'prediction.json', progress=echo)
-    points = {z: {k + 1: (float(x), float(y)) for k, (x, y) in enumerate(xy)} for z, xy in prediction.points.items()}
-    gt = write_json_atomic(ground_truth_document(points, dict.fromkeys(points, ISBI_SPACING_MM)),
-                           out_dir / 'pseudo-gt.json')
+    gt = out_dir / 'pseudo-gt.json'
+    prediction, _ = predict_stack_to_json(config, checkpoint, stack, out_dir / 'prediction.json', progress=echo,
+                                          spacing=ISBI_SPACING_MM, pseudo_gt_path=gt)
     run_step2(stack, gt, out_dir / 'step2', ['--ratios', '1', '0', '0'], echo)
     out = offset_training_file(out_dir / 'step2' / 'train.json', out_dir / 'pseudo-train.json')
     distances = distance_to_isbi_senior(prediction.points, images, shared_data / 'isbi2015' / 'landmarks.csv')
-    print(f'{len(points)} images pseudo-labelled by {checkpoint}: {out}')
+    print(f'{len(prediction.points)} images pseudo-labelled by {checkpoint}: {out}')
     print(f'landmarks 1-{ISBI_NUM_LANDMARKS} against the ISBI senior annotator: {distances.mean():.3f} mm mean '
           f'(cl2023 ground truth against the senior on the 193 shared images: {CL2023_FROM_SENIOR_MM:.3f} mm)')
     return out

@@ -331,23 +331,30 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
                           save_json_path: str | Path, *, device: str = 'auto', batch_size: Optional[int] = None,
                           gt_json: Optional[str | Path] = None, slices: Optional[Sequence[int]] = None,
                           overwrite: bool = False, progress: bool = True, analysis: bool = False,
-                          spacing: float = CHALLENGE_SPACING_MM) -> tuple[StackPrediction, Optional[dict[str, Any]]]:
+                          spacing: float = CHALLENGE_SPACING_MM, pseudo_gt_path: Optional[str | Path] = None,
+                          ) -> tuple[StackPrediction, Optional[dict[str, Any]]]:
     """Step 5: predict a stack, write the challenge prediction JSON, and score it if ``gt_json`` is given.
 
     ``slices`` (1-based) limits prediction -- and the scoring -- to those slices, e.g. a test split; by default
     every slice is predicted and every slice of the ground truth is scored. With ``analysis``, the
     cephalometric measurements of every predicted slice go to :func:`analysis_csv_path` (MW in mm with the
-    ground truth's spacing for its slices, else ``spacing``). Everything that can be checked before the
+    ground truth's spacing for its slices, else ``spacing``). With ``pseudo_gt_path``, the prediction is also
+    written in the ground-truth layout (``train-gt.json``, ``scale`` chosen the same way) so that step 2's
+    ``--extra_train`` can train on it (self-training). Everything that can be checked before the
     (long) prediction is checked first -- the output paths, the stack, the ground truth against the stack --
     and the outputs are written atomically, so a failed run writes nothing. Returns the prediction and the
     metrics (``None`` without ``gt_json``).
     """
     from .analysis import NUM_ANALYSIS_LANDMARKS
-    from .challenge_io import load_landmarks, prediction_document, write_json_atomic
+    from .challenge_io import ground_truth_document, load_landmarks, prediction_document, write_json_atomic
 
     save_json_path = check_output_file(save_json_path, overwrite)
     analysis_path = check_output_file(analysis_csv_path(save_json_path), overwrite) if analysis else None
-    if analysis and not (math.isfinite(spacing) and spacing > 0):
+    if pseudo_gt_path is not None:
+        pseudo_gt_path = check_output_file(pseudo_gt_path, overwrite)
+        if pseudo_gt_path.resolve() == save_json_path.resolve():
+            fail(pseudo_gt_path, 'is also --save_json_path; the pseudo ground truth needs a file of its own')
+    if (analysis or pseudo_gt_path is not None) and not (math.isfinite(spacing) and spacing > 0):
         fail(None, f'--spacing must be a number > 0 (mm per pixel), got {spacing}')
     info = read_stack_info(stack_path)
     if slices is not None:
@@ -378,10 +385,15 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
     write_json_atomic(prediction_document(prediction.points), save_json_path)
     logger.info('wrote %s (%d slices x %d landmarks)', save_json_path, len(prediction.points),
                 predictor.num_landmarks)
+    known = ground_truth.spacing if ground_truth is not None else {}
+    slice_spacing = {z: known.get(z, spacing) for z in prediction.points}
     if analysis_path is not None:
-        known = ground_truth.spacing if ground_truth is not None else {}
-        write_stack_analysis(prediction.points, analysis_path, {z: known.get(z, spacing) for z in prediction.points})
+        write_stack_analysis(prediction.points, analysis_path, slice_spacing)
         logger.info('wrote %s (cephalometric measurements of %d slices)', analysis_path, len(prediction.points))
+    if pseudo_gt_path is not None:
+        points = {z: {k + 1: (float(x), float(y)) for k, (x, y) in enumerate(xy)} for z, xy in prediction.points.items()}
+        write_json_atomic(ground_truth_document(points, slice_spacing), pseudo_gt_path)
+        logger.info('wrote %s (the prediction as ground truth of %d slices)', pseudo_gt_path, len(points))
     return prediction, metrics
 
 

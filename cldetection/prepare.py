@@ -9,6 +9,12 @@ Each COCO ``image`` carries ``spacing`` (mm per pixel) for ``CephalometricDatase
 annotation with every landmark as ``[x, y, v]`` (v = 2 labelled, 0 missing), ``num_keypoints``, the whole
 image as ``bbox`` and its ``area``.
 
+Extra training stacks (``extra_train``, step 2's ``--extra_train STACK GT``) -- for example unlabelled
+radiographs labelled by a trained model (step 5's ``--save_pseudo_gt_path``: self-training, measured in
+``docs/accuracy.md``) -- go to the training split only, never to valid or test, so model selection and the
+scores stay on the main stack. Their slices are written as ``OUT/images/extra<i>/<z>.png`` with image and
+annotation ids ``i * EXTRA_ID_OFFSET + z``, apart from the main stack's ids ``z``.
+
 Memory stays flat in the number of slices: slices are streamed from the stack one at a time and written
 straight to PNG. Nothing is ever deleted: a non-empty output folder is refused unless ``overwrite`` is set,
 and every file is written under a temporary name and renamed, so an interrupted run never leaves a
@@ -19,20 +25,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .challenge_io import (LandmarkSet, atomic_output, crop_zero_padding, load_landmarks, read_stack_info,
-                           read_stack_slices, write_json_atomic)
+from .challenge_io import (LandmarkSet, StackInfo, atomic_output, crop_zero_padding, load_landmarks,
+                           read_stack_info, read_stack_slices, write_json_atomic)
 from .errors import fail
 from .landmarks import landmark_names
 
 logger = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ('train', 'valid', 'test')
 DEFAULT_RATIOS: tuple[float, float, float] = (0.75, 0.125, 0.125)
+#: Image / annotation ids of extra training stack ``i`` (1-based) are ``i * EXTRA_ID_OFFSET + z``.
+EXTRA_ID_OFFSET = 100_000
 
 
 @dataclass
@@ -42,6 +50,8 @@ class PreparedDataset:
     splits: dict[str, list[int]]
     num_landmarks: int
     missing: dict[int, list[int]] = field(default_factory=dict)
+    #: Images added to the training split from each extra training stack, in ``extra_train`` order.
+    extra_train_images: list[int] = field(default_factory=list)
 
     def ann_file(self, split: str) -> Path:
         return self.output_dir / f'{split}.json'
@@ -130,10 +140,54 @@ def _write_png_atomic(image_rgb: np.ndarray, path: Path) -> None:
             fail(path, 'could not write the PNG (disk full or no permission?)')
 
 
+def _read_extra_training_stack(stack: str | Path, gt_path: str | Path, num_landmarks: int,
+                               allow_missing: bool) -> tuple[StackInfo, LandmarkSet]:
+    """Check an extra training stack and its ground truth before anything is written."""
+    info = read_stack_info(stack)
+    if info.num_slices >= EXTRA_ID_OFFSET:
+        fail(info.path, f'has {info.num_slices} slices; an extra training stack may have at most '
+                        f'{EXTRA_ID_OFFSET - 1}')
+    gt = load_landmarks(gt_path, require_spacing=True)
+    _check_against_stack(gt, info.num_slices, allow_missing)
+    if gt.num_landmarks != num_landmarks:
+        fail(gt.path, f'has {gt.num_landmarks} landmarks, the main ground truth has {num_landmarks} '
+                      '(an extra training stack must label the same landmarks)')
+    return info, gt
+
+
+def _coco_entries(stack: Path, info: StackInfo, gt: LandmarkSet, image_dir: Path, num_landmarks: int,
+                  progress: bool, folder: str = '', id_offset: int = 0) -> Iterator[tuple[dict, dict]]:
+    """Write every slice of ``stack`` as ``image_dir/[folder/]<z>.png`` (padding cropped) and yield its COCO
+    ``image`` and ``annotation`` (id ``id_offset + z``), one slice in memory at a time."""
+    (image_dir / folder).mkdir(parents=True, exist_ok=True)
+    for z, padded in tqdm(read_stack_slices(stack, info=info), total=info.num_slices,
+                          desc=f'step2: {stack.name}', unit='slice', disable=not progress):
+        image = crop_zero_padding(padded)
+        del padded
+        if not image.any():
+            fail(stack, f'slice {z} is empty (all zero)')
+        height, width = image.shape[:2]
+        file_name = f'{folder}/{z}.png' if folder else f'{z}.png'
+        _write_png_atomic(image, image_dir / file_name)
+        coords, visible = gt.as_array(z, num_landmarks)
+        outside = [k + 1 for k in range(num_landmarks) if visible[k] and not
+                   (0 <= coords[k, 0] < width and 0 <= coords[k, 1] < height)]
+        if outside:
+            logger.warning('%s: slice %d: landmark(s) %s lie outside the %dx%d image after cropping',
+                           gt.path, z, _compact(outside), width, height)
+        keypoints = np.concatenate([coords, 2 * visible[:, None]], axis=1)
+        image_id = id_offset + z
+        yield ({'id': image_id, 'file_name': file_name, 'width': width, 'height': height, 'spacing': gt.spacing[z]},
+               {'id': image_id, 'image_id': image_id, 'category_id': 1, 'iscrowd': 0,
+                'keypoints': [float(v) for v in keypoints.reshape(-1)], 'num_keypoints': int(visible.sum()),
+                'bbox': [0, 0, width, height], 'area': float(width * height)})
+
+
 # ---------------------------------------------------------------------------------------------- step 2
 def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, output_dir: str | Path, *,
                          ratios: Sequence[float] = DEFAULT_RATIOS, seed: int = 0, folds: Optional[int] = None,
                          fold: Optional[int] = None, overwrite: bool = False, allow_missing: bool = False,
+                         extra_train: Sequence[tuple[str | Path, str | Path]] = (),
                          progress: bool = True) -> PreparedDataset:
     """Write ``images/<z>.png`` and COCO-style ``train/valid/test.json`` for a challenge stack.
 
@@ -146,6 +200,8 @@ def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, o
             ``ratios[1]`` of all images taken from the other folds.
         overwrite: allow a non-empty output folder (our files are replaced; nothing is deleted).
         allow_missing: keep images that lack some landmarks (those get visibility 0) instead of failing.
+        extra_train: ``(stack, ground truth)`` pairs whose every slice joins the training split only (e.g.
+            pseudo-labelled radiographs); their ground truth must have the main one's landmarks.
     """
     mha_file_path, train_gt_path, output_dir = Path(mha_file_path), Path(train_gt_path), Path(output_dir)
     if len(ratios) != 3 or any(r < 0 for r in ratios) or not np.isclose(sum(ratios), 1.0):
@@ -159,6 +215,8 @@ def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, o
     gt = load_landmarks(train_gt_path, require_spacing=True)
     missing = _check_against_stack(gt, info.num_slices, allow_missing)
     num_landmarks = gt.num_landmarks
+    extras = [_read_extra_training_stack(stack, extra_gt, num_landmarks, allow_missing)
+              for stack, extra_gt in extra_train]
     slices = list(range(1, info.num_slices + 1))
     if folds is not None:
         if folds > len(slices):
@@ -172,36 +230,25 @@ def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, o
 
     split_of = {z: name for name, zs in splits.items() for z in zs}
     documents = {name: {'images': [], 'annotations': []} for name in SPLITS}
-    for z, padded in tqdm(read_stack_slices(mha_file_path, info=info), total=info.num_slices,
-                          desc='step2: slices', unit='slice', disable=not progress):
-        image = crop_zero_padding(padded)
-        if not image.any():
-            fail(mha_file_path, f'slice {z} is empty (all zero)')
-        height, width = image.shape[:2]
-        _write_png_atomic(image, image_dir / f'{z}.png')
-        coords, visible = gt.as_array(z, num_landmarks)
-        outside = [k + 1 for k in range(num_landmarks) if visible[k] and not
-                   (0 <= coords[k, 0] < width and 0 <= coords[k, 1] < height)]
-        if outside:
-            logger.warning('%s: slice %d: landmark(s) %s lie outside the %dx%d image after cropping',
-                           train_gt_path, z, _compact(outside), width, height)
-        keypoints = np.concatenate([coords, 2 * visible[:, None]], axis=1)
-        doc = documents[split_of[z]]
-        doc['images'].append({'id': z, 'file_name': f'{z}.png', 'width': width, 'height': height,
-                              'spacing': gt.spacing[z]})
-        doc['annotations'].append({'id': z, 'image_id': z, 'category_id': 1, 'iscrowd': 0,
-                                   'keypoints': [float(v) for v in keypoints.reshape(-1)],
-                                   'num_keypoints': int(visible.sum()), 'bbox': [0, 0, width, height],
-                                   'area': float(width * height)})
-        del padded, image
+    for image, annotation in _coco_entries(mha_file_path, info, gt, image_dir, num_landmarks, progress):
+        documents[split_of[image['id']]]['images'].append(image)
+        documents[split_of[image['id']]]['annotations'].append(annotation)
+    extra_counts = []
+    for i, (extra_info, extra_gt) in enumerate(extras, start=1):
+        entries = list(_coco_entries(extra_info.path, extra_info, extra_gt, image_dir, num_landmarks, progress,
+                                     folder=f'extra{i}', id_offset=i * EXTRA_ID_OFFSET))
+        documents['train']['images'] += [image for image, _ in entries]
+        documents['train']['annotations'] += [annotation for _, annotation in entries]
+        extra_counts.append(len(entries))
 
     category = {'id': 1, 'name': 'cephalogram', 'supercategory': 'skull',
                 'keypoints': landmark_names(num_landmarks), 'skeleton': []}
     source = {'stack': str(mha_file_path), 'ground_truth': str(train_gt_path), 'seed': seed,
-              'split': f'fold {fold} of {folds}' if folds else f'ratios {list(ratios)}'}
+              'split': f'fold {fold} of {folds}' if folds else f'ratios {list(ratios)}',
+              'extra_train': [[str(stack.path), str(labels.path)] for stack, labels in extras]}
     for name in SPLITS:
         doc = documents[name]
         doc.update(info={'description': f'cldetection step 2: {name} split', **source}, categories=[category])
         write_json_atomic(doc, output_dir / f'{name}.json', indent=None)
         logger.info('%s: %d images', output_dir / f'{name}.json', len(doc['images']))
-    return PreparedDataset(output_dir, splits, num_landmarks, missing)
+    return PreparedDataset(output_dir, splits, num_landmarks, missing, extra_counts)

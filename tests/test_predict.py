@@ -376,3 +376,36 @@ def test_analysis_needs_the_19_isbi_landmarks(synthetic, tmp_path, capsys):
     assert not out.exists() and not (tmp_path / 'pred_analysis.csv').exists()
     code, _, err = run_step5(step5_args(small_model, stack, out, '--analysis', '--spacing', '0'), capsys)
     assert code == 2 and '--spacing must be a number > 0' in err
+
+
+# ------------------------------------------------------------------------------- self-training (pseudo gt)
+def test_pseudo_gt_is_the_prediction_in_the_ground_truth_layout(test_model, synthetic, tmp_path, capsys):
+    """--save_pseudo_gt_path: the same points as the prediction JSON, each with the --spacing as "scale", in a
+    file step 2 reads as ground truth."""
+    stack, _ = synthetic
+    out, pseudo = tmp_path / 'pred.json', tmp_path / 'pseudo-gt.json'
+    code, stdout, err = run_step5(step5_args(test_model, stack, out, '--save_pseudo_gt_path', pseudo,
+                                             '--spacing', '0.125'), capsys)
+    assert code == 0 and 'pseudo-gt.json' in stdout, err
+    labels = load_landmarks(pseudo, require_spacing=True)
+    predicted = load_landmarks(out, require_spacing=False)
+    assert labels.slices == predicted.slices == [1, 2, 3] and labels.num_landmarks == 38
+    assert labels.points == predicted.points and set(labels.spacing.values()) == {0.125}
+
+
+def test_pseudo_gt_takes_the_ground_truth_scale_and_is_never_overwritten(test_model, synthetic, tmp_path, capsys):
+    stack, gt_path = synthetic
+    out, pseudo = tmp_path / 'pred.json', tmp_path / 'pseudo-gt.json'
+    pseudo.write_text('precious')
+    code, _, err = run_step5(step5_args(test_model, stack, out, '--save_pseudo_gt_path', pseudo), capsys)
+    assert_one_line_error(err, 'pseudo-gt.json: already exists; pass --overwrite')
+    assert code == 2 and pseudo.read_text() == 'precious' and not out.exists()
+    code, _, err = run_step5(step5_args(test_model, stack, out, '--save_pseudo_gt_path', out), capsys)
+    assert code == 2 and 'the pseudo ground truth needs a file of its own' in err and not out.exists()
+    code, _, err = run_step5(step5_args(test_model, stack, out, '--save_pseudo_gt_path', pseudo, '--spacing', '-1',
+                                        '--overwrite'), capsys)
+    assert code == 2 and '--spacing must be a number > 0' in err and pseudo.read_text() == 'precious'
+    code, _, _ = run_step5(step5_args(test_model, stack, out, '--save_pseudo_gt_path', pseudo, '--gt_json', gt_path,
+                                      '--spacing', '0.5', '--overwrite'), capsys)
+    assert code == 0
+    assert load_landmarks(pseudo).spacing == load_landmarks(gt_path).spacing  # the known scale wins over --spacing

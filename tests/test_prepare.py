@@ -211,3 +211,48 @@ def test_real_images_through_step2(tmp_path, shared_data):
         assert (image['height'], image['width']) == source.shape == (2400, 1935)
         png = cv2.imread(str(tmp_path / 'out' / 'images' / image['file_name']), cv2.IMREAD_GRAYSCALE)
         np.testing.assert_array_equal(png, source)
+
+
+# --------------------------------------------------------------------------------- extra training stacks
+def test_extra_training_stacks_join_the_training_split_only(tmp_path, small_stack, capsys):
+    """--extra_train STACK GT (repeatable): every slice goes to train.json with ids i * 100000 + z and images
+    under images/extra<i>/; valid and test hold the main stack's slices only, split as without extras."""
+    stack, gt_path = small_stack
+    extra_stack, extra_gt = make_challenge_stack(tmp_path / 'extra', num_slices=3, seed=5)
+    code, err = _run_step2(capsys, *_args(stack, gt_path, tmp_path / 'plain'))
+    assert code == 0, err
+    code, err = _run_step2(capsys, *_args(stack, gt_path, tmp_path / 'out', '--extra_train', str(extra_stack),
+                                          str(extra_gt), '--extra_train', str(extra_stack), str(extra_gt)))
+    assert code == 0, err
+    for split in ('valid', 'test'):
+        assert (tmp_path / 'out' / f'{split}.json').read_text().split('"info"')[0] == \
+            (tmp_path / 'plain' / f'{split}.json').read_text().split('"info"')[0]
+    train = json.loads((tmp_path / 'out' / 'train.json').read_text())
+    plain_ids = [img['id'] for img in json.loads((tmp_path / 'plain' / 'train.json').read_text())['images']]
+    assert [img['id'] for img in train['images']] == plain_ids + [100001, 100002, 100003, 200001, 200002, 200003]
+    assert [a['image_id'] for a in train['annotations']] == [img['id'] for img in train['images']]
+    assert len({a['id'] for a in train['annotations']}) == len(train['annotations'])
+    truth = load_landmarks(extra_gt)
+    for img, ann in zip(train['images'][len(plain_ids):], train['annotations'][len(plain_ids):]):
+        z = img['id'] % 100000
+        assert img['file_name'] == f'extra{img["id"] // 100000}/{z}.png'
+        png = cv2.imread(str(tmp_path / 'out' / 'images' / img['file_name']))
+        assert png.shape[:2] == (img['height'], img['width'])
+        np.testing.assert_allclose(np.array(ann['keypoints']).reshape(-1, 3)[:, :2], truth.as_array(z)[0])
+    assert train['info']['extra_train'] == [[str(extra_stack), str(extra_gt)]] * 2
+
+
+def test_extra_training_stack_errors_name_the_file_and_write_nothing(tmp_path, small_stack, capsys):
+    stack, gt_path = small_stack
+    extra_stack, extra_gt = make_challenge_stack(tmp_path / 'extra', num_slices=3, seed=5)
+    _, fewer = make_challenge_stack(tmp_path / 'fewer', num_slices=3, num_landmarks=19, seed=5)
+    _, two = make_challenge_stack(tmp_path / 'two', num_slices=2, seed=5)
+    cases = [((extra_stack, tmp_path / 'absent.json'), 'absent.json: file not found'),
+             ((tmp_path / 'absent.mha', extra_gt), 'absent.mha: file not found'),
+             ((extra_stack, fewer), 'fewer/train-gt.json: has 19 landmarks, the main ground truth has 38'),
+             ((extra_stack, two), 'the stack has 3 slices but the ground truth covers slices 1..2')]
+    for (extra, labels), message in cases:
+        out = tmp_path / 'out'
+        code, err = _run_step2(capsys, *_args(stack, gt_path, out, '--extra_train', str(extra), str(labels)))
+        assert code == EXIT_BAD_INPUT and message in err.strip().splitlines()[-1], err
+        assert not out.exists()

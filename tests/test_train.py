@@ -178,3 +178,26 @@ def test_bad_input_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixtu
                           'checkpoint to resume from not found', capsys)
     if not torch.cuda.is_available():
         assert_one_line_error(step3, [str(TINY_CONFIG), '--amp', *work_dir], '--amp needs a CUDA GPU', capsys)
+
+
+def test_step3_trains_on_step2_extra_training_stacks(tmp_path: Path) -> None:
+    """Self-training's last leg: step 2 --extra_train puts another stack's slices (``images/extra1/``) in the
+    training split only, and step 3 trains on all of them: 4 + 4 images in batches of 2 are 4 iterations."""
+    from cldetection.prepare import prepare_coco_dataset
+    from cldetection.synthetic import generate_synthetic_dataset
+
+    stack, gt = generate_synthetic_dataset(tmp_path / 'labelled', num_images=6, seed=3, image_size=(256, 208))
+    extra_stack, extra_gt = generate_synthetic_dataset(tmp_path / 'extra', num_images=4, seed=4,
+                                                       image_size=(256, 208))
+    coco = tmp_path / 'coco'
+    result = prepare_coco_dataset(stack, gt, coco, seed=0, extra_train=[(extra_stack, extra_gt)], progress=False)
+    assert [len(result.splits[s]) for s in ('train', 'valid', 'test')] == [4, 1, 1]
+    assert result.extra_train_images == [4]
+    work_dir = tmp_path / 'work'
+    done = subprocess.run([sys.executable, *_step3_args(work_dir, coco, 'train_cfg.max_epochs=1',
+                                                        'default_hooks.logger.interval=1')],
+                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = ''.join(p.read_text() for p in work_dir.glob('*/*.log'))
+    assert 'Epoch(train) [1][4/4]' in logs and 'Epoch(train) [1][5/' not in logs
+    assert 'Epoch(val) [1][1/1]' in logs  # valid stays the main stack's one image
