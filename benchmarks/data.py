@@ -223,19 +223,11 @@ def image_ids(ann_file: Path) -> list[int]:
     return sorted(int(img['id']) for img in json.loads(ann_file.read_text())['images'])
 
 
-def write_train_valid_annotations(train_json: Path, valid_json: Path, out: Path) -> Path:
-    """One COCO JSON holding the images and annotations of step 2's train and valid splits (``out``).
-
-    For runs that train on every image outside the test set (``benchmarks.run --train-on-valid``). The ids are
-    stack slices, so they cannot collide unless the two files overlap, which would be a step 2 bug: refused.
-    """
-    return merge_training_annotations([train_json, valid_json], out, 'train + valid')
-
-
 def merge_training_annotations(files: Sequence[Path], out: Path, split: str) -> Path:
     """One COCO JSON (``out``) holding the images and annotations of ``files``, in order; the first file's
-    categories and info are kept (``split`` names the union). Image ids must be disjoint: files of one step 2
-    run are (ids are stack slices), and extra training files (:mod:`benchmarks.pseudo_labels`) offset theirs
+    categories and info are kept (``split`` names the union). For runs that train on more than step 2's train
+    split (``benchmarks.run --train-on-valid``, ``--extra-train``). Image ids must be disjoint: files of one step 2
+    run are (ids are stack slices; an overlap would be a step 2 bug), and extra training files (:mod:`benchmarks.pseudo_labels`) offset theirs
     and name their images by absolute paths, which MMPose's path join keeps as they are."""
     documents = [json.loads(Path(path).read_text()) for path in files]
     seen: dict[int, Path] = {}

@@ -40,7 +40,7 @@ from cldetection.challenge_io import load_landmarks, write_json_atomic
 from cldetection.errors import fail, run_cli
 
 from .data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_GROUND_TRUTHS, PROTOCOLS, ProtocolData, image_ids,
-                   merge_training_annotations, prepare_protocol, write_train_valid_annotations)
+                   merge_training_annotations, prepare_protocol)
 from .hooks import THROUGHPUT_FILE
 from .process import REPO_ROOT, Measured, python_command, run_measured
 from .results import BUDGETS, SCHEMA, append_rows, result_rows, validate_result
@@ -315,6 +315,23 @@ def read_extra_training_file(path: Path, test_roots: Sequence[Path] = ()) -> dic
             'description': str(info.get('description', ''))}
 
 
+def merged_training_file(data: ProtocolData, work_dir: Path, train_on_valid: bool = False,
+                         extra_train: Optional[Path] = None, extra_label: str = 'extra') -> Optional[Path]:
+    """The training annotations of a run when they are more than step 2's ``train.json``: train, then valid
+    (``train_on_valid``), then the extra file, merged once into ``work_dir/train+<...>.json``; ``None`` (train
+    on ``train.json`` as it is) otherwise."""
+    sources = [('train', data.train_root / 'train.json')]
+    if train_on_valid:
+        sources.append(('valid', data.valid_root / 'valid.json'))
+    if extra_train is not None:
+        sources.append((extra_label, extra_train))
+    if len(sources) == 1:
+        return None
+    names = [name for name, _ in sources]
+    return merge_training_annotations([path for _, path in sources], work_dir / f'{"+".join(names)}.json',
+                                      ' + '.join(names))
+
+
 def training_command(config: Path, train_dir: Path, seed: int, pretrained: bool,
                      train_on_valid: bool) -> list[str]:
     """Step 3's command line. With ``train_on_valid`` the valid images are training images, so validating on
@@ -359,15 +376,9 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     data = prepare_protocol(protocol, data_dir, shared_data, fold or 0, echo, ground_truth)
     budget = CPU_BUDGET if budget_name == 'cpu' else None
     config_out = work_dir / 'config.py'
-    train_ann_file = None
-    if train_on_valid:
-        train_ann_file = write_train_valid_annotations(data.train_root / 'train.json', data.valid_root / 'valid.json',
-                                                       work_dir / 'train+valid.json')
-    extra = None
-    if extra_train is not None:
-        extra = read_extra_training_file(extra_train, list(data.test_roots.values()))
-        train_ann_file = merge_training_annotations([train_ann_file or data.train_root / 'train.json', extra_train],
-                                                    work_dir / 'train+extra.json', f'train + {extra["label"]}')
+    extra = read_extra_training_file(extra_train, list(data.test_roots.values())) if extra_train else None
+    train_ann_file = merged_training_file(data, work_dir, train_on_valid, extra_train,
+                                          extra['label'] if extra else 'extra')
     cfg, overrides = derive_config(config, data, budget, config_out, pretrained, max_epochs, train_ann_file)
     if train_on_valid:
         overrides['train_on_valid'] = True

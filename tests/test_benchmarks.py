@@ -145,8 +145,8 @@ def _coco(ids: list[int]) -> dict:
 def test_train_and_valid_annotations_merge_into_one_training_file(tmp_path: Path) -> None:
     write_json_atomic(_coco([1, 4, 5]), tmp_path / 'train.json')
     write_json_atomic(_coco([2, 3]), tmp_path / 'valid.json')
-    out = data.write_train_valid_annotations(tmp_path / 'train.json', tmp_path / 'valid.json',
-                                             tmp_path / 'run' / 'train+valid.json')
+    out = data.merge_training_annotations([tmp_path / 'train.json', tmp_path / 'valid.json'],
+                                          tmp_path / 'run' / 'train+valid.json', 'train + valid')
     merged = json.loads(out.read_text())
     assert data.image_ids(out) == [1, 2, 3, 4, 5]
     assert sorted(a['image_id'] for a in merged['annotations']) == [1, 2, 3, 4, 5]
@@ -158,8 +158,25 @@ def test_train_and_valid_annotations_that_overlap_are_refused(tmp_path: Path) ->
     write_json_atomic(_coco([1, 2]), tmp_path / 'train.json')
     write_json_atomic(_coco([2, 3]), tmp_path / 'valid.json')
     with pytest.raises(InputError, match=r'valid\.json.*shares image ids \[2\]'):
-        data.write_train_valid_annotations(tmp_path / 'train.json', tmp_path / 'valid.json', tmp_path / 'tv.json')
+        data.merge_training_annotations([tmp_path / 'train.json', tmp_path / 'valid.json'], tmp_path / 'tv.json',
+                                        'train + valid')
     assert not (tmp_path / 'tv.json').exists()
+
+
+def test_a_run_merges_its_training_files_once(tmp_path: Path) -> None:
+    """train.json alone is used as it is; with valid and an extra file, all three go into one merged file."""
+    from benchmarks import run
+
+    protocol = _fake_protocol(tmp_path)
+    write_json_atomic(_coco([1, 4, 5]), tmp_path / 'train' / 'train.json')
+    write_json_atomic(_coco([2, 3]), tmp_path / 'train' / 'valid.json')
+    write_json_atomic(_coco([100001, 100002]), tmp_path / 'pseudo-train.json')
+    assert run.merged_training_file(protocol, tmp_path / 'run') is None
+    out = run.merged_training_file(protocol, tmp_path / 'run', True, tmp_path / 'pseudo-train.json', 'pseudo')
+    assert out == tmp_path / 'run' / 'train+valid+pseudo.json'
+    assert data.image_ids(out) == [1, 2, 3, 4, 5, 100001, 100002]
+    assert json.loads(out.read_text())['info']['split'] == 'train + valid + pseudo'
+    assert [p.name for p in (tmp_path / 'run').iterdir()] == [out.name]  # one merge, no intermediate file
 
 
 def test_train_on_valid_config_trains_on_the_merged_file(tmp_path: Path, repo_root: Path) -> None:
