@@ -18,7 +18,7 @@ import math
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
@@ -145,10 +145,12 @@ def _dataset_meta(cfg, checkpoint: dict) -> dict:
 
 @dataclass
 class StackPrediction:
-    """Predicted landmarks of a stack: ``points[z]`` is a ``K x 2`` float array in stack pixels (z 1-based)."""
+    """Predicted landmarks of a stack: ``points[z]`` is a ``K x 2`` float array in stack pixels (z 1-based),
+    ``scores[z]`` the model's ``K`` confidences (heatmap peaks; the cascade's are its last stage's)."""
     stack: Path
     points: dict[int, np.ndarray]
     seconds: float  #: reading + preprocessing + inference of all slices; model loading excluded
+    scores: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def seconds_per_slice(self) -> float:
@@ -210,20 +212,22 @@ class LandmarkPredictor:
         data_info.update(self.model.dataset_meta)
         return self.pipeline(data_info)
 
-    def _forward(self, samples: list[dict]) -> np.ndarray:
+    def _forward(self, samples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints (``N x K x 2``) and their scores (``N x K``) of a batch of prepared samples."""
         from mmengine.dataset import pseudo_collate
 
         with torch.no_grad():
             results = self.model.test_step(pseudo_collate(samples))
         keypoints = np.stack([np.asarray(r.pred_instances.keypoints, dtype=np.float64)[0] for r in results])
+        scores = np.stack([np.asarray(r.pred_instances.keypoint_scores, dtype=np.float64)[0] for r in results])
         if keypoints.shape[1] != self.num_landmarks:
             fail(self.checkpoint_file, f'the model predicts {keypoints.shape[1]} landmarks but its metainfo '
                                        f'lists {self.num_landmarks}')
-        return keypoints
+        return keypoints, scores
 
     def predict_images(self, images_rgb: Sequence[np.ndarray]) -> np.ndarray:
         """Landmarks (``N x K x 2``, input pixels) of ``H x W x 3`` uint8 RGB images (no padding to crop)."""
-        out = [self._forward([self._prepare(img) for img in images_rgb[i:i + self.batch_size]])
+        out = [self._forward([self._prepare(img) for img in images_rgb[i:i + self.batch_size]])[0]
                for i in range(0, len(images_rgb), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.num_landmarks, 2))
 
@@ -253,6 +257,7 @@ class LandmarkPredictor:
         info = info or read_stack_info(stack_path)
         total = info.num_slices if slices is None else len(slices)
         points: dict[int, np.ndarray] = {}
+        scores: dict[int, np.ndarray] = {}
         started = time.perf_counter()
         batches = self._prepared_batches(info, slices)
         with ThreadPoolExecutor(max_workers=1) as reader, \
@@ -261,13 +266,13 @@ class LandmarkPredictor:
             while (item := pending.result()) is not None:
                 pending = reader.submit(next, batches, None)
                 batch_z, batch = item
-                for z, keypoints in zip(batch_z, self._forward(batch)):
-                    points[z] = keypoints
+                for z, keypoints, confidence in zip(batch_z, *self._forward(batch)):
+                    points[z], scores[z] = keypoints, confidence
                 bar.update(len(batch_z))
         seconds = time.perf_counter() - started
         logger.info('%s: %d slices in %.2f s (%.3f s per slice, model load excluded)', info.path.name,
                     len(points), seconds, seconds / max(len(points), 1))
-        return StackPrediction(info.path, points, seconds)
+        return StackPrediction(info.path, points, seconds, scores)
 
 
 # -------------------------------------------------------------------------------------------- evaluation

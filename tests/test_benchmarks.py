@@ -553,3 +553,22 @@ def test_pseudo_labels_from_a_model_become_a_training_file(tmp_path: Path, repo_
         expected = np.array([predicted.points[z][k] for k in range(1, 39)])
         assert keypoints.shape == (38, 3) and np.allclose(keypoints[:, :2], expected, atol=1e-3)
     assert (tmp_path / 'data' / 'cl2023' / 'extra_stack.mha').is_file()  # cached for the next fold's labels
+
+
+def test_score_error_table_finds_errors_where_scores_are_low() -> None:
+    """Per landmark, the lowest-scored fraction of images against the rest; rho is -1 when every low score is a
+    larger error, and near 0 for unrelated scores."""
+    from benchmarks.score_error import score_error_table, spearman
+
+    rng = np.random.default_rng(0)
+    errors = np.minimum(rng.gamma(2.0, 0.8, size=(40, 5)), 3.9)
+    errors[0, :] = 9.0  # one image with large errors everywhere
+    informative = -errors + 1e-3 * rng.random(errors.shape)
+    assert spearman(informative, errors) == pytest.approx(-1.0, abs=1e-3)
+    table = score_error_table(informative, errors, fractions=(0.1,))
+    low = np.sort(errors, axis=0)[-4:]  # the 4 (10 % of 40) largest per landmark
+    assert table[0]['low_mre'] == pytest.approx(low.mean())
+    assert table[0]['rest_mre'] == pytest.approx(np.sort(errors, axis=0)[:-4].mean())
+    assert table[0]['large_in_low'] == pytest.approx(1.0)  # only image 0's errors are over 4 mm
+    unrelated = rng.random(errors.shape)
+    assert abs(spearman(unrelated, errors)) < 0.15

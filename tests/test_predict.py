@@ -121,7 +121,10 @@ def predictor(test_model) -> LandmarkPredictor:
 def test_stack_coordinates_are_those_of_the_unpadded_image(predictor, synthetic):
     """Cropping the padding (bottom/right only) leaves coordinates unchanged, and batching changes nothing."""
     stack, _ = synthetic
-    from_stack = predictor.predict_stack(stack, progress=False).points
+    prediction = predictor.predict_stack(stack, progress=False)
+    from_stack = prediction.points
+    assert sorted(prediction.scores) == [1, 2, 3] and prediction.scores[1].shape == (38,)  # one score per point
+    assert np.isfinite(prediction.scores[1]).all()
     images = [crop_zero_padding(img) for _, img in read_stack_slices(stack)]
     assert images[0].shape[:2] != (2400, 2880)  # the synthetic slices really are padded
     direct = predictor.predict_images(images)
