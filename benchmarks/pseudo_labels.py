@@ -85,7 +85,7 @@ def distance_to_isbi_senior(points: dict[int, np.ndarray], images: Sequence[Path
 
 
 def make_pseudo_labels(config: Path, checkpoint: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
-                       shared_data: Path = DEFAULT_SHARED_DATA, echo: bool = False) -> Path:
+                       shared_data: Path = DEFAULT_SHARED_DATA, echo: bool = False, label: str = LABEL) -> Path:
     """Label the unlabelled ISBI images with a trained cl2023 model; returns ``out_dir/pseudo-train.json``."""
     from cldetection.predict import predict_stack_to_json
 
@@ -102,7 +102,7 @@ def make_pseudo_labels(config: Path, checkpoint: Path, out_dir: Path, data_dir: 
     prediction, _ = predict_stack_to_json(config, checkpoint, stack, out_dir / 'prediction.json', progress=echo,
                                           spacing=ISBI_SPACING_MM, pseudo_gt_path=gt)
     run_step2(stack, gt, out_dir / 'step2', ['--ratios', '1', '0', '0'], echo)
-    out = offset_training_file(out_dir / 'step2' / 'train.json', out_dir / 'pseudo-train.json')
+    out = offset_training_file(out_dir / 'step2' / 'train.json', out_dir / 'pseudo-train.json', label=label)
     distances = distance_to_isbi_senior(prediction.points, images, shared_data / 'isbi2015' / 'landmarks.csv')
     print(f'{len(prediction.points)} images pseudo-labelled by {checkpoint}: {out}')
     print(f'landmarks 1-{ISBI_NUM_LANDMARKS} against the ISBI senior annotator: {distances.mean():.3f} mm mean '
@@ -121,13 +121,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='benchmark data cache (the extra stack is built there; default: %(default)s)')
     parser.add_argument('--shared-data', type=Path, default=DEFAULT_SHARED_DATA,
                         help='real data folder (default: %(default)s)')
+    parser.add_argument('--label', default=LABEL,
+                        help='name of these labels in benchmark rows ("+107 LABEL" in the Budget column), e.g. '
+                             'pseudo-r2 for a second round, so that benchmarks.summary keeps them apart '
+                             '(default: %(default)s)')
     parser.add_argument('--echo', action='store_true', help='show the steps\' output live')
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    make_pseudo_labels(args.config, args.checkpoint, args.out_dir, args.data_dir, args.shared_data, args.echo)
+    make_pseudo_labels(args.config, args.checkpoint, args.out_dir, args.data_dir, args.shared_data, args.echo,
+                       args.label)
     return 0
 
 

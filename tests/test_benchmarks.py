@@ -433,6 +433,8 @@ def test_pseudo_label_file_moves_ids_away_from_any_slice_and_names_images_absolu
     assert document['images'][0]['file_name'] == str((tmp_path / 'step2' / 'images' / '1.png').resolve())
     assert document['info']['label'] == 'pseudo'
     assert json.loads(step2.read_text())['images'][0]['id'] == 1  # step 2's file untouched
+    second = pseudo_labels.offset_training_file(step2, tmp_path / 'round2.json', label='pseudo-r2')
+    assert json.loads(second.read_text())['info']['label'] == 'pseudo-r2'  # a second round's rows keep apart
 
 
 def test_extra_training_images_merge_with_the_split_and_label_the_run(tmp_path: Path) -> None:
