@@ -43,7 +43,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cldetection.challenge_io import ground_truth_document, read_stack_info, write_json_atomic
+from cldetection.challenge_io import ground_truth_document, numbered_points, read_stack_info, write_json_atomic
 from cldetection.errors import fail, run_cli
 from cldetection.metric import radial_errors_mm, summarize_errors
 from cldetection.prepare import split_by_fold
@@ -141,7 +141,7 @@ def isbi_ground_truth_document(annotations: dict[str, IsbiImage], image_names: S
         if name not in annotations:
             raise KeyError(f'image {name} is not in the ISBI annotations')
         xy = isbi_landmarks(annotations[name], ground_truth)
-        points[z] = {k + 1: (float(x), float(y)) for k, (x, y) in enumerate(xy)}
+        points[z] = numbered_points(xy)
         spacing[z] = ISBI_SPACING_MM
     return ground_truth_document(points, spacing)
 
@@ -226,9 +226,10 @@ def image_ids(ann_file: Path) -> list[int]:
 def merge_training_annotations(files: Sequence[Path], out: Path, split: str) -> Path:
     """One COCO JSON (``out``) holding the images and annotations of ``files``, in order; the first file's
     categories and info are kept (``split`` names the union). For runs that train on more than step 2's train
-    split (``benchmarks.run --train-on-valid``, ``--extra-train``). Image ids must be disjoint: files of one step 2
-    run are (ids are stack slices; an overlap would be a step 2 bug), and extra training files (:mod:`benchmarks.pseudo_labels`) offset theirs
-    and name their images by absolute paths, which MMPose's path join keeps as they are."""
+    split (``benchmarks.run --train-on-valid``, ``--extra-train``). Image ids must be disjoint: files of one
+    step 2 run are (ids are stack slices; an overlap would be a step 2 bug), and extra training files
+    (:mod:`benchmarks.pseudo_labels`) offset theirs and name their images by absolute paths, which MMPose's
+    path join keeps as they are."""
     documents = [json.loads(Path(path).read_text()) for path in files]
     seen: dict[int, Path] = {}
     for path, document in zip(files, documents):

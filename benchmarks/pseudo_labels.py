@@ -14,8 +14,8 @@ of the same fold). ::
 Each step goes the user's way: the images -> a challenge stack (``python -m cldetection.stack``, cached as
 ``<data-dir>/cl2023/extra_stack.mha``) -> step 5's predictor -> a challenge ground-truth JSON
 (``OUT/pseudo-gt.json``) -> step 2 (``--ratios 1 0 0``, ``OUT/step2/``) -> ``OUT/pseudo-train.json``: step 2's
-train.json with image ids offset by :data:`ID_OFFSET` (disjoint from any cl2023 slice) and absolute image paths,
-ready to merge with a fold's train.json. It also prints how far the pseudo-labels of landmarks 1-19 lie from
+train.json with image ids offset by ``EXTRA_ID_OFFSET`` (step 2's offset for its first ``--extra_train`` stack;
+disjoint from any cl2023 slice) and absolute image paths, ready to merge with a fold's train.json. It also prints how far the pseudo-labels of landmarks 1-19 lie from
 the ISBI senior annotator's points on these images: for scale, cl2023's own ground truth lies 1.31 mm from them
 on the 193 shared images.
 """
@@ -37,9 +37,6 @@ from .data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_NUM_LANDMARKS, IS
                    ISBI_TRAIN_IMAGES, build_stack, cl2023_image_paths, isbi_landmarks, read_isbi_annotations,
                    run_step2)
 
-#: Added to step 2's image and annotation ids (stack slices 1..107) so that they never meet a cl2023 slice id
-#: (the offset step 2 gives its first ``--extra_train`` stack).
-ID_OFFSET = EXTRA_ID_OFFSET
 LABEL = 'pseudo'
 #: How far cl2023's own landmarks 1-19 lie from the ISBI senior annotator's on the 193 shared images
 #: (``python -m benchmarks.label_agreement``): the scale for the pseudo-labels' distance.
@@ -57,7 +54,7 @@ def unlabelled_isbi_images(shared_data: Path) -> list[Path]:
     return paths
 
 
-def offset_training_file(step2_train: Path, out: Path, offset: int = ID_OFFSET, label: str = LABEL) -> Path:
+def offset_training_file(step2_train: Path, out: Path, offset: int = EXTRA_ID_OFFSET, label: str = LABEL) -> Path:
     """Step 2's ``train.json`` with ids moved by ``offset`` and image paths made absolute (``out``), so that
     :func:`benchmarks.data.merge_training_annotations` can put it beside another step 2 run's images."""
     document = json.loads(step2_train.read_text())

@@ -20,7 +20,7 @@ from cldetection.challenge_io import load_landmarks
 from cldetection.errors import fail, run_cli
 from cldetection.metric import radial_errors_mm
 
-from .data import DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, image_ids
+from .data import DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, prepare_cl2023
 
 FRACTIONS = (0.1, 0.2, 0.3)
 LARGE_ERROR_MM = 4.0
@@ -56,15 +56,14 @@ def measure(config: Path, checkpoint: Path, fold: int, data_dir: Path, shared_da
     """Scores and radial errors (mm), test images x landmarks, of a cl2023 fold model on its test fold."""
     from cldetection.predict import LandmarkPredictor
 
-    stack = data_dir / 'cl2023' / 'train_stack.mha'
-    test_json = data_dir / 'cl2023' / f'fold{fold}' / 'test.json'
-    for path in (config, checkpoint, stack, test_json):
+    for path in (config, checkpoint):
         if not path.is_file():
-            fail(path, 'file not found (run benchmarks.run on this fold first)' if path in (stack, test_json)
-                 else 'file not found')
-    slices = image_ids(test_json)
+            fail(path, 'file not found')
+    data = prepare_cl2023(data_dir, shared_data, fold)  # the cached stack and fold (built if absent)
+    slices = data.test_slices
     truth = load_landmarks(shared_data / 'cl2023_subset' / 'train-gt.json')
-    prediction = LandmarkPredictor(config, checkpoint, device='cpu').predict_stack(stack, slices=slices, progress=False)
+    prediction = LandmarkPredictor(config, checkpoint, device='cpu').predict_stack(data.test_stack, slices=slices,
+                                                                                progress=False)
     scores = np.stack([prediction.scores[z] for z in slices])
     errors = np.stack([radial_errors_mm(prediction.points[z], truth.as_array(z)[0], truth.spacing[z])
                        for z in slices])

@@ -339,6 +339,12 @@ def load_landmarks(path: str | Path, require_spacing: bool = True) -> LandmarkSe
     return result
 
 
+def numbered_points(xy: Sequence[Sequence[float]]) -> dict[int, tuple[float, float]]:
+    """One slice's ``K x 2`` points as ``{landmark 1..K: (x, y)}``, the layout of :class:`LandmarkSet` and
+    :func:`ground_truth_document`."""
+    return {k + 1: (float(x), float(y)) for k, (x, y) in enumerate(xy)}
+
+
 def ground_truth_document(points: dict[int, dict[int, tuple[float, float]]],
                           spacing: dict[int, float]) -> dict:
     """A challenge ground-truth JSON document (as in ``train-gt.json``)."""

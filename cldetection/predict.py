@@ -351,7 +351,8 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
     metrics (``None`` without ``gt_json``).
     """
     from .analysis import NUM_ANALYSIS_LANDMARKS
-    from .challenge_io import ground_truth_document, load_landmarks, prediction_document, write_json_atomic
+    from .challenge_io import (ground_truth_document, load_landmarks, numbered_points, prediction_document,
+                               write_json_atomic)
 
     save_json_path = check_output_file(save_json_path, overwrite)
     analysis_path = check_output_file(analysis_csv_path(save_json_path), overwrite) if analysis else None
@@ -396,7 +397,7 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
         write_stack_analysis(prediction.points, analysis_path, slice_spacing)
         logger.info('wrote %s (cephalometric measurements of %d slices)', analysis_path, len(prediction.points))
     if pseudo_gt_path is not None:
-        points = {z: {k + 1: (float(x), float(y)) for k, (x, y) in enumerate(xy)} for z, xy in prediction.points.items()}
+        points = {z: numbered_points(xy) for z, xy in prediction.points.items()}
         write_json_atomic(ground_truth_document(points, slice_spacing), pseudo_gt_path)
         logger.info('wrote %s (the prediction as ground truth of %d slices)', pseudo_gt_path, len(points))
     return prediction, metrics
