@@ -15,9 +15,14 @@ Each step goes the user's way: the images -> a challenge stack (``python -m clde
 ``<data-dir>/cl2023/extra_stack.mha``) -> step 5's predictor -> a challenge ground-truth JSON
 (``OUT/pseudo-gt.json``) -> step 2 (``--ratios 1 0 0``, ``OUT/step2/``) -> ``OUT/pseudo-train.json``: step 2's
 train.json with image ids offset by ``EXTRA_ID_OFFSET`` (step 2's offset for its first ``--extra_train`` stack;
-disjoint from any cl2023 slice) and absolute image paths, ready to merge with a fold's train.json. It also prints how far the pseudo-labels of landmarks 1-19 lie from
-the ISBI senior annotator's points on these images: for scale, cl2023's own ground truth lies 1.31 mm from them
-on the 193 shared images.
+disjoint from any cl2023 slice) and absolute image paths, ready to merge with a fold's train.json. It also
+prints how far the pseudo-labels of landmarks 1-19 lie from the ISBI senior annotator's points on these images:
+for scale, cl2023's own ground truth lies 1.31 mm from them on the 193 shared images.
+
+``--senior-landmarks 1 7 10 ...`` puts the ISBI senior annotator's points in place of the model's for those
+landmarks (``OUT/pseudo-senior-gt.json`` goes to step 2): for the seven landmarks where cl2023 kept the senior's
+clicks (``benchmarks.label_agreement``: sella, pogonion, gonion, both incisal tips, upper lip, subnasale, all
+within 0.5 mm) a human label is better than any model's.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cldetection.challenge_io import write_json_atomic
+from cldetection.challenge_io import ground_truth_document, load_landmarks, write_json_atomic
 from cldetection.errors import fail, run_cli
 from cldetection.metric import radial_errors_mm
 from cldetection.prepare import EXTRA_ID_OFFSET
@@ -81,11 +86,35 @@ def distance_to_isbi_senior(points: dict[int, np.ndarray], images: Sequence[Path
     return np.stack(rows)
 
 
+def with_senior_points(pseudo_gt: Path, out: Path, images: Sequence[Path], csv_path: Path,
+                       landmarks: Sequence[int]) -> Path:
+    """``pseudo_gt`` with the ISBI senior annotator's points for ``landmarks`` (numbers 1-19), written to ``out``;
+    slice ``z`` is ``images[z - 1]``. Every other point, and every scale, as in ``pseudo_gt``."""
+    labels = load_landmarks(pseudo_gt)
+    annotations = read_isbi_annotations(csv_path)
+    points = {}
+    for z in labels.slices:
+        senior = isbi_landmarks(annotations[images[z - 1].name], 'senior')
+        points[z] = {**labels.points[z], **{k: (float(senior[k - 1, 0]), float(senior[k - 1, 1])) for k in landmarks}}
+    return write_json_atomic(ground_truth_document(points, labels.spacing), out)
+
+
+def check_senior_landmarks(landmarks: Sequence[int]) -> list[int]:
+    """Sorted unique landmark numbers; each must be an ISBI landmark (1-19)."""
+    wrong = [k for k in landmarks if not 1 <= k <= ISBI_NUM_LANDMARKS]
+    if wrong:
+        fail('--senior-landmarks', f'{wrong[0]} is not an ISBI 2015 landmark number (1-{ISBI_NUM_LANDMARKS})')
+    return sorted(set(landmarks))
+
+
 def make_pseudo_labels(config: Path, checkpoint: Path, out_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
-                       shared_data: Path = DEFAULT_SHARED_DATA, echo: bool = False, label: str = LABEL) -> Path:
-    """Label the unlabelled ISBI images with a trained cl2023 model; returns ``out_dir/pseudo-train.json``."""
+                       shared_data: Path = DEFAULT_SHARED_DATA, echo: bool = False, label: str = LABEL,
+                       senior_landmarks: Sequence[int] = ()) -> Path:
+    """Label the unlabelled ISBI images with a trained cl2023 model (and the ISBI senior annotator for
+    ``senior_landmarks``); returns ``out_dir/pseudo-train.json``."""
     from cldetection.predict import predict_stack_to_json
 
+    senior_landmarks = check_senior_landmarks(senior_landmarks)
     for path in (config, checkpoint):
         if not path.is_file():
             fail(path, 'file not found')
@@ -98,12 +127,19 @@ def make_pseudo_labels(config: Path, checkpoint: Path, out_dir: Path, data_dir: 
     gt = out_dir / 'pseudo-gt.json'
     prediction, _ = predict_stack_to_json(config, checkpoint, stack, out_dir / 'prediction.json', progress=echo,
                                           spacing=ISBI_SPACING_MM, pseudo_gt_path=gt)
+    csv_path = shared_data / 'isbi2015' / 'landmarks.csv'
+    if senior_landmarks:
+        gt = with_senior_points(gt, out_dir / 'pseudo-senior-gt.json', images, csv_path, senior_landmarks)
     run_step2(stack, gt, out_dir / 'step2', ['--ratios', '1', '0', '0'], echo)
     out = offset_training_file(out_dir / 'step2' / 'train.json', out_dir / 'pseudo-train.json', label=label)
-    distances = distance_to_isbi_senior(prediction.points, images, shared_data / 'isbi2015' / 'landmarks.csv')
+    distances = distance_to_isbi_senior(prediction.points, images, csv_path)
     print(f'{len(prediction.points)} images pseudo-labelled by {checkpoint}: {out}')
     print(f'landmarks 1-{ISBI_NUM_LANDMARKS} against the ISBI senior annotator: {distances.mean():.3f} mm mean '
           f'(cl2023 ground truth against the senior on the 193 shared images: {CL2023_FROM_SENIOR_MM:.3f} mm)')
+    if senior_landmarks:
+        replaced = distances[:, [k - 1 for k in senior_landmarks]].mean(axis=0)
+        print(f'the senior annotator\'s points replace the model\'s for landmarks {senior_landmarks} (the model\'s '
+              f'lay {", ".join(f"{d:.2f}" for d in replaced)} mm from them): {gt}')
     return out
 
 
@@ -122,6 +158,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='name of these labels in benchmark rows ("+107 LABEL" in the Budget column), e.g. '
                              'pseudo-r2 for a second round, so that benchmarks.summary keeps them apart '
                              '(default: %(default)s)')
+    parser.add_argument('--senior-landmarks', type=int, nargs='+', default=[], metavar='K',
+                        help='ISBI landmark numbers (1-19) whose labels come from the ISBI senior annotator instead '
+                             'of the model, e.g. 1 7 10 11 12 13 15 (where cl2023 kept the senior\'s points)')
     parser.add_argument('--echo', action='store_true', help='show the steps\' output live')
     return parser.parse_args(argv)
 
@@ -129,7 +168,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     make_pseudo_labels(args.config, args.checkpoint, args.out_dir, args.data_dir, args.shared_data, args.echo,
-                       args.label)
+                       args.label, args.senior_landmarks)
     return 0
 
 

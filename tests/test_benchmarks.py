@@ -477,6 +477,29 @@ def test_extra_training_files_that_would_mislead_are_refused(tmp_path: Path) -> 
     assert not (tmp_path / 'merged.json').exists()
 
 
+def test_senior_points_replace_only_the_named_landmarks_of_the_pseudo_labels(tmp_path: Path) -> None:
+    """``--senior-landmarks``: the ISBI senior's points (10k, 20k + 1) for the named landmarks, the model's
+    points and the scale for every other one; a number outside 1-19 is refused before anything runs."""
+    from benchmarks import pseudo_labels
+    from cldetection.challenge_io import ground_truth_document
+
+    csv_path = _tiny_isbi_csv(tmp_path / 'landmarks.csv')
+    model = {k: (500.0 + k, 600.0 + k) for k in range(1, 39)}
+    gt = write_json_atomic(ground_truth_document({1: model}, {1: 0.1}), tmp_path / 'pseudo-gt.json')
+    out = pseudo_labels.with_senior_points(gt, tmp_path / 'mixed.json', [Path('/x/001.jpg')], csv_path, [1, 10])
+    mixed = load_landmarks(out)
+    assert mixed.points[1][1] == (0.0, 1.0) and mixed.points[1][10] == (90.0, 181.0)
+    assert all(mixed.points[1][k] == model[k] for k in range(1, 39) if k not in (1, 10))
+    assert mixed.spacing == {1: 0.1} and load_landmarks(gt).points[1] == model  # the model's file untouched
+    assert pseudo_labels.check_senior_landmarks([10, 1, 10]) == [1, 10]
+    with pytest.raises(InputError, match=r'--senior-landmarks: 20 is not an ISBI 2015 landmark number \(1-19\)'):
+        pseudo_labels.check_senior_landmarks([1, 20])
+    with pytest.raises(InputError, match='--senior-landmarks: 0 is not'):
+        pseudo_labels.make_pseudo_labels(tmp_path / 'absent.py', tmp_path / 'absent.pth', tmp_path / 'out',
+                                         senior_landmarks=[0])
+    assert not (tmp_path / 'out').exists()
+
+
 def test_pseudo_labels_take_only_isbi_images_outside_the_cl2023_subset(tmp_path: Path) -> None:
     from benchmarks import pseudo_labels
 
