@@ -45,13 +45,15 @@ def small_hrnet(width):
                         num_channels=(width, 2 * width, 4 * width, 8 * width))))
 
 
-# Global stage branch widths 32/64/128/256, local stage 16/32/64/128. The wider global stage (16 until 2026-11-30)
+# Global stage branch widths 32/64/128/256, local stage 24/48/96/192. The wider global stage (16 until 2026-11-30)
 # finds the 38 cl2023 landmarks better (global stage alone 2.44 mm against 3.33 on fold 0) and the cascade with
 # it: cl2023 fold 0 1.724 mm against 1.756-1.768, fold 1 1.865 against 1.932; ISBI 2015 senior 1.489 against
 # 1.491-1.505 (19 landmarks: no gain, no loss). It costs ~20 % more training time (2.7 against 3.3 images/s) and
-# 0.01-0.04 s more per image (docs/accuracy.md).
+# 0.01-0.04 s more per image. The wider local stage (16 until 2026-12-01; ablation cascade_local-w16) gained
+# 0.03 mm on both cl2023 folds (fold 0 1.690 against 1.724 mm, fold 1 1.833 against 1.865) for ~10 % more
+# training time (2.45-2.50 against 2.7-2.9 images/s) and ~0.05 s more per image (459-464 ms; docs/accuracy.md).
 global_width = 32
-refine_width = 16
+refine_width = 24
 # sigma 3, not 2: from scratch with sigma 2, the MSE left 2-3 of 38 landmarks' heatmaps flat (cl2023 folds 0
 # and 1 after 40 epochs: errors of 26-543 mm on landmarks 10, 28, 36); sigma 3 learned all 38 in 20 epochs
 codec = dict(type='UDPHeatmap', input_size=(256, 320), heatmap_size=(64, 80), sigma=3)

@@ -25,7 +25,7 @@ def test_ablations_exist() -> None:
             'cascade_local-0.15mm.py', 'cascade_global-ohkm.py',
             'cascade_global-sigma4.py', 'cascade_local-jitter5mm.py', 'cascade_scn-augment.py',
             'cascade_local-40ep.py', 'cascade_local-context.py', 'cascade_local-offsets.py',
-            'cascade_flip.py', 'cascade_global-w16.py', 'cascade_global-hm128.py',
+            'cascade_flip.py', 'cascade_global-w16.py', 'cascade_local-w16.py', 'cascade_global-hm128.py',
             'cascade_middle-0.4mm.py'} <= set(ABLATIONS)
 
 

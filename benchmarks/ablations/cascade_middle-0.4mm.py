@@ -12,7 +12,7 @@ _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 middle_codec = dict(type='UDPHeatmap', input_size=(96, 96), heatmap_size=(24, 24), sigma=2)
 model = dict(middle=dict(
-    backbone={{_base_.model.refine.backbone}},  # the local stage's small HRNet (branch widths 16/32/64/128)
+    backbone={{_base_.model.refine.backbone}},  # the local stage's small HRNet (measured with widths 16/32/64/128)
     head=dict(type='HeatmapHead', in_channels={{_base_.refine_width}}, out_channels={{_base_.num_landmarks}},
               deconv_out_channels=None, loss=dict(type='KeypointMSELoss', use_target_weight=True),
               decoder=middle_codec),
