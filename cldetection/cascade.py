@@ -47,6 +47,7 @@ from mmpose.registry import HOOKS, KEYPOINT_CODECS, MODELS, TRANSFORMS
 from mmpose.structures.bbox import get_udp_warp_matrix
 
 from .config_utils import maps_per_landmark
+from .precision import backbone_autocast, check_precision, float32_features, uses_bf16
 from .transforms import RandomElasticDeform, RandomXRayIntensity
 
 #: ``results`` keys that :class:`KeepSourceImage` adds and ``PackCephalometricInputs`` must keep.
@@ -278,11 +279,16 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
 
         The global stage's ``test_cfg`` may set ``refine=False`` to return the global estimates only (for
         ablations).
+        channels_last: keep the backbones' weights channels-last (NHWC), faster with oneDNN on a CPU (see
+            :mod:`cldetection.precision`); the same arithmetic, the same checkpoints.
+        precision: ``'fp32'``, ``'bf16'`` (the backbones in bfloat16 autocast, in training and prediction; the
+            heads, losses and decoding stay float32) or ``'auto'`` (bf16 where the hardware multiplies it: a CPU
+            with AVX512-BF16 or AMX, a CUDA device with bfloat16; else fp32).
         Other arguments: as :class:`mmpose.models.TopdownPoseEstimator`.
     """
 
     def __init__(self, backbone: dict, head: dict, refine: dict, neck: Optional[dict] = None,
-                 middle: Optional[dict] = None,
+                 middle: Optional[dict] = None, channels_last: bool = True, precision: str = 'fp32',
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
                  metainfo: Optional[dict] = None) -> None:
@@ -304,6 +310,28 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         self.patch_stages: tuple[PatchStage, ...] = tuple(stages)
         #: set by LocalStageScheduleHook: the patch stages no longer train (no patches cut, no loss)
         self.refine_frozen = False
+        #: 'fp32', 'bf16' or 'auto' (see :mod:`cldetection.precision`); read at every forward, so it can be changed
+        #: on a loaded model
+        self.precision = check_precision(precision)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            for network in (self.backbone, *(stage.backbone for stage in self.patch_stages)):
+                network.to(memory_format=torch.channels_last)
+
+    def _backbone_forward(self, backbone: torch.nn.Module, inputs: torch.Tensor):
+        """``backbone(inputs)`` in the model's memory format and precision; the features come back contiguous
+        float32 for the heads."""
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with backbone_autocast(uses_bf16(self.precision, inputs.device), inputs.device):
+            features = backbone(inputs)
+        return float32_features(features)
+
+    def extract_feat(self, inputs: torch.Tensor) -> tuple:
+        features = self._backbone_forward(self.backbone, inputs)
+        if self.with_neck:
+            features = self.neck(features)
+        return features
 
     # The local stage's settings under the names tools and tests have used since the two-stage cascade.
     @property
@@ -378,7 +406,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
 
     def _refine_forward(self, patches: np.ndarray, stage: Optional[PatchStage] = None) -> torch.Tensor:
         stage = stage or self.local_stage
-        return stage.head.forward(stage.backbone(self._normalise(patches)))
+        return stage.head.forward(self._backbone_forward(stage.backbone, self._normalise(patches)))
 
     def _training_patches(self, sample, stage: Optional[PatchStage] = None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

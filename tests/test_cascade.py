@@ -717,3 +717,120 @@ def test_step1_and_the_cost_benchmark_report_every_patch_stage(tmp_path) -> None
     assert cost['parameters_middle_M'] > 0 and cost['parameters_local_M'] > 0
     assert 1e6 * (cost['parameters_global_M'] + cost['parameters_middle_M'] + cost['parameters_local_M']) == \
         pytest.approx(checked['parameters'])
+
+
+# ------------------------------------------------------------------------------ speed settings (cldetection.precision)
+def test_bf16_is_used_where_asked_and_auto_follows_the_hardware(monkeypatch) -> None:
+    from cldetection import precision
+
+    assert precision.uses_bf16('bf16', 'cpu') and not precision.uses_bf16('fp32', 'cpu')
+    monkeypatch.setattr(precision, 'cpu_has_bf16_hardware', lambda: True)
+    assert precision.uses_bf16('auto', 'cpu')
+    monkeypatch.setattr(precision, 'cpu_has_bf16_hardware', lambda: False)
+    assert not precision.uses_bf16('auto', 'cpu')
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, auto, got 'fp16'"):
+        precision.uses_bf16('fp16', 'cpu')
+
+
+@pytest.mark.parametrize('avx512_bf16, amx, expected', [(True, False, True), (False, True, True),
+                                                        (False, False, False)])
+def test_bf16_hardware_is_avx512_bf16_or_amx(monkeypatch, avx512_bf16, amx, expected) -> None:
+    import torch
+
+    from cldetection import precision
+
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: amx)
+    assert precision.cpu_has_bf16_hardware() is expected
+    monkeypatch.delattr(torch.cpu, '_is_avx512_bf16_supported')  # a torch without the private probe
+    assert precision.cpu_has_bf16_hardware() is amx
+
+
+def test_cascade_refuses_an_unknown_precision() -> None:
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    cfg = load_config(TINY_CASCADE)
+    cfg.model.precision = 'half'
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, auto, got 'half'"):
+        MODELS.build(cfg.model)
+
+
+def _predictor_with(checkpoint: Path, folder: Path, **model: object):
+    """Step 5's predictor for the tiny cascade's checkpoint through a config that changes ``model`` settings."""
+    from cldetection.predict import LandmarkPredictor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / 'tiny_cascade_variant.py'
+    config.write_text(f'_base_ = {str(TINY_CASCADE)!r}\nmodel = dict({", ".join(f"{k}={v!r}" for k, v in model.items())})\n')
+    return LandmarkPredictor(config, checkpoint, device='cpu')
+
+
+def _test_image(coco: Path) -> np.ndarray:
+    from cldetection.dataset import CephalometricDataset
+
+    dataset = CephalometricDataset(data_root=str(coco), ann_file='test.json', data_prefix=dict(img='images/'),
+                                   test_mode=True, pipeline=[])
+    return cv2.imread(dataset.get_data_info(0)['img_path'], cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+def test_channels_last_layout_predicts_what_the_default_layout_predicts(trained_cascade, tmp_path) -> None:
+    """One checkpoint, both memory layouts: the same landmarks (the same arithmetic in another order)."""
+    import torch
+
+    coco, checkpoint = trained_cascade
+    image = _test_image(coco)
+    fast = _predictor_with(checkpoint, tmp_path / 'nhwc', channels_last=True)
+    plain = _predictor_with(checkpoint, tmp_path / 'nchw', channels_last=False)
+    conv = fast.model.refine_backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert plain.model.refine_backbone.conv1.weight.is_contiguous()
+    torch.manual_seed(0)
+    inputs = torch.randn(2, 3, 160, 128) * 50  # the global input (h x w), normalised
+    patches = np.random.default_rng(0).integers(0, 256, (38, 1, 64, 64), dtype=np.uint8)
+    with torch.no_grad():
+        for model in (fast.model, plain.model):
+            model.heatmaps = (model.head.forward(model.extract_feat(inputs)), model._refine_forward(patches))
+    for fast_maps, plain_maps in zip(fast.model.heatmaps, plain.model.heatmaps):
+        assert fast_maps.is_contiguous() and fast_maps.dtype == torch.float32
+        torch.testing.assert_close(fast_maps, plain_maps, rtol=1e-4, atol=1e-5)
+    # Decoded, the float rounding moves a point of the 2-epoch model's flat heatmaps by up to ~0.5 px; most
+    # points do not move
+    moved = np.abs(fast.predict_images([image]) - plain.predict_images([image]))
+    assert np.median(moved) < 1e-3 and moved.max() < 1.0
+
+
+def test_bf16_runs_both_backbones_in_bfloat16_and_the_rest_in_float32(trained_cascade, tmp_path) -> None:
+    import torch
+
+    coco, checkpoint = trained_cascade
+    image = _test_image(coco)
+    predictor = _predictor_with(checkpoint, tmp_path / 'bf16', precision='bf16')
+    seen: dict[str, set] = {}
+
+    def record(name):
+        def hook(module, args, output):
+            outputs = output if isinstance(output, (tuple, list)) else (output, )
+            seen.setdefault(name, set()).update(str(o.dtype) for o in outputs)
+        return hook
+
+    for name in ('backbone', 'refine_backbone'):
+        getattr(predictor.model, name).register_forward_hook(record(name))
+    for name in ('head', 'refine_head'):  # called as head.forward / head.predict: no module hooks
+        head = getattr(predictor.model, name)
+        head.forward = (lambda forward, hook: lambda feats: (hook(None, None, feats), forward(feats))[1])(
+            head.forward, record(name))
+    points = predictor.predict_images([image])
+    assert seen == {'backbone': {'torch.bfloat16'}, 'refine_backbone': {'torch.bfloat16'},
+                    'head': {'torch.float32'}, 'refine_head': {'torch.float32'}}
+    assert points.dtype == np.float64 and np.isfinite(points).all()
+    assert predictor.model.backbone.conv1.weight.dtype == torch.float32  # autocast: the weights stay float32
+
+
+def test_step3_trains_a_cascade_in_bf16(tmp_path) -> None:
+    """Step 3 trains with both backbones in bfloat16 autocast (model.precision=bf16) and step 4 scores it."""
+    saved = _train_and_score_tiny_cascade(tmp_path, 'model.precision=bf16')
+    assert "precision='bf16'" in saved
