@@ -58,11 +58,12 @@ def measure(config: Path, num_landmarks: int, repeats: int) -> dict[str, float]:
             optimizer.step()
         return step
 
+    # through the model's own backbone call, so its speed settings (channels-last, precision) apply
     def global_stage(x: torch.Tensor) -> torch.Tensor:
-        return model.head.forward(model.backbone(x))
+        return model.head.forward(model.extract_feat(x))
 
     def patch_network(stage):
-        return lambda x: stage.head.forward(stage.backbone(x))
+        return lambda x: stage.head.forward(model._backbone_forward(stage.backbone, x))
 
     # the local stage keeps the key "local" it had before a middle stage existed
     stages = [('local' if stage is model.local_stage else stage.name, stage) for stage in model.patch_stages]
@@ -87,6 +88,7 @@ def measure(config: Path, num_landmarks: int, repeats: int) -> dict[str, float]:
     for key, stage in stages:
         result[f'parameters_{key}_M'] = sum(p.numel() for p in stage.parameters()) / 1e6
     result.update(batch=batch, patches_per_image=int(model.refine_train['patches_per_image']),
+                  precision=model.precision, channels_last=model.channels_last,
                   threads=torch.get_num_threads(), stages=[key for key, _ in stages])
     return result
 
@@ -101,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = measure(args.config, args.num_landmarks, args.repeats)
     stages = result['stages']
-    print(f'{args.config.name}, K={args.num_landmarks}, {result["threads"]} threads: parameters global '
+    print(f'{args.config.name}, K={args.num_landmarks}, {result["threads"]} threads, precision {result["precision"]}'
+          f'{", channels-last" if result["channels_last"] else ""}: parameters global '
           f'{result["parameters_global_M"]:.2f} M + ' + ' + '.join(
               f'{key} {result[f"parameters_{key}_M"]:.2f} M' for key in stages))
     print('training, per image: global ' + f'{result["train_global_s_per_image"]:.3f} s + ' + ' + '.join(
