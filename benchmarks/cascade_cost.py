@@ -88,7 +88,8 @@ def measure(config: Path, num_landmarks: int, repeats: int) -> dict[str, float]:
     for key, stage in stages:
         result[f'parameters_{key}_M'] = sum(p.numel() for p in stage.parameters()) / 1e6
     result.update(batch=batch, patches_per_image=int(model.refine_train['patches_per_image']),
-                  precision=model.precision, channels_last=model.channels_last,
+                  precision=' / '.join(f'{phase} {model.precision[phase]}' for phase in ('train', 'test')),
+                  channels_last=model.channels_last,
                   threads=torch.get_num_threads(), stages=[key for key, _ in stages])
     return result
 

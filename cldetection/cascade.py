@@ -47,7 +47,7 @@ from mmpose.registry import HOOKS, KEYPOINT_CODECS, MODELS, TRANSFORMS
 from mmpose.structures.bbox import get_udp_warp_matrix
 
 from .config_utils import maps_per_landmark
-from .precision import backbone_autocast, check_precision, float32_features, uses_bf16
+from .precision import backbone_autocast, float32_features, phase_precisions, uses_bf16
 from .transforms import RandomElasticDeform, RandomXRayIntensity
 
 #: ``results`` keys that :class:`KeepSourceImage` adds and ``PackCephalometricInputs`` must keep.
@@ -281,14 +281,16 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         ablations).
         channels_last: keep the backbones' weights channels-last (NHWC), faster with oneDNN on a CPU (see
             :mod:`cldetection.precision`); the same arithmetic, the same checkpoints.
-        precision: ``'fp32'``, ``'bf16'`` (the backbones in bfloat16 autocast, in training and prediction; the
-            heads, losses and decoding stay float32) or ``'auto'`` (bf16 where the hardware multiplies it: a CPU
-            with AVX512-BF16 or AMX, a CUDA device with bfloat16; else fp32).
+        precision: ``'fp32'``, ``'bf16'`` (the backbones in bfloat16 autocast; the heads, losses and decoding stay
+            float32) or ``'auto'`` (bf16 where the hardware multiplies it: a CPU with AVX512-BF16 or AMX, a CUDA
+            device with bfloat16; else fp32), for training and prediction alike, or ``dict(train=..., test=...)``
+            to set them apart (training iterations; validation, step 4 and step 5).
         Other arguments: as :class:`mmpose.models.TopdownPoseEstimator`.
     """
 
     def __init__(self, backbone: dict, head: dict, refine: dict, neck: Optional[dict] = None,
-                 middle: Optional[dict] = None, channels_last: bool = True, precision: str = 'fp32',
+                 middle: Optional[dict] = None, channels_last: bool = True,
+                 precision: str | dict = 'fp32',
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None,
                  metainfo: Optional[dict] = None) -> None:
@@ -310,9 +312,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         self.patch_stages: tuple[PatchStage, ...] = tuple(stages)
         #: set by LocalStageScheduleHook: the patch stages no longer train (no patches cut, no loss)
         self.refine_frozen = False
-        #: 'fp32', 'bf16' or 'auto' (see :mod:`cldetection.precision`); read at every forward, so it can be changed
-        #: on a loaded model
-        self.precision = check_precision(precision)
+        #: {'train': p, 'test': p}, p one of 'fp32', 'bf16', 'auto' (see :mod:`cldetection.precision`); read at
+        #: every forward (the phase from ``self.training``), so it can be changed on a loaded model
+        self.precision = phase_precisions(precision)
         self.channels_last = bool(channels_last)
         if self.channels_last:
             for network in (self.backbone, *(stage.backbone for stage in self.patch_stages)):
@@ -323,7 +325,8 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         float32 for the heads."""
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with backbone_autocast(uses_bf16(self.precision, inputs.device), inputs.device):
+        bf16 = uses_bf16(self.precision['train' if self.training else 'test'], inputs.device)
+        with backbone_autocast(bf16, inputs.device):
             features = backbone(inputs)
         return float32_features(features)
 

@@ -18,6 +18,8 @@ Both are speed settings of :class:`cldetection.cascade.CascadeLandmarkEstimator`
 from __future__ import annotations
 
 import contextlib
+from typing import Mapping
+
 import torch
 
 #: the values of the cascade's ``precision`` argument
@@ -41,6 +43,18 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
     return precision
+
+
+def phase_precisions(precision: str | Mapping[str, str]) -> dict[str, str]:
+    """``{'train': ..., 'test': ...}`` from the cascade's ``precision`` argument: one value for both phases, or a
+    mapping with exactly the keys ``train`` (step 3's training iterations) and ``test`` (validation, step 4,
+    step 5)."""
+    if isinstance(precision, str):
+        return {'train': check_precision(precision), 'test': precision}
+    if not isinstance(precision, Mapping) or set(precision) != {'train', 'test'}:
+        raise ValueError(f'precision must be one of {", ".join(PRECISIONS)} or dict(train=..., test=...), '
+                         f'got {precision!r}')
+    return {phase: check_precision(precision[phase]) for phase in ('train', 'test')}
 
 
 def uses_bf16(precision: str, device: torch.device | str) -> bool:
@@ -71,4 +85,5 @@ def float32_features(features: torch.Tensor | tuple | list) -> torch.Tensor | tu
     return type(features)(float32_features(f) for f in features)
 
 
-__all__ = ('PRECISIONS', 'backbone_autocast', 'check_precision', 'cpu_has_bf16_hardware', 'float32_features', 'uses_bf16')
+__all__ = ('PRECISIONS', 'backbone_autocast', 'check_precision', 'cpu_has_bf16_hardware', 'float32_features',
+           'phase_precisions', 'uses_bf16')

@@ -759,6 +759,36 @@ def test_cascade_refuses_an_unknown_precision() -> None:
         MODELS.build(cfg.model)
 
 
+def test_precision_can_differ_between_training_and_prediction() -> None:
+    """dict(train='fp32', test='bf16'): training iterations in float32, validation and prediction in bfloat16."""
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    cfg = load_config(TINY_CASCADE)
+    cfg.model.precision = dict(train='fp32', test='bf16')
+    model = MODELS.build(cfg.model)
+    inputs = torch.randn(2, 3, 64, 64)
+    dtypes = {}
+    for mode in ('train', 'eval'):
+        getattr(model, mode)()
+        dtypes[mode] = {model._backbone_forward(m, inputs)[0].dtype for m in (model.backbone, model.refine_backbone)}
+    assert dtypes == {'train': {torch.float32}, 'eval': {torch.float32}}  # what the heads get: always float32
+    seen = []  # what the backbone itself computes in
+    model.refine_backbone.register_forward_hook(lambda module, args, out: seen.append(out[0].dtype))
+    for mode in ('train', 'eval'):
+        getattr(model, mode)()
+        model._backbone_forward(model.refine_backbone, inputs)
+    assert seen == [torch.float32, torch.bfloat16]
+    for bad in (dict(train='fp32'), dict(train='fp32', test='fp32', val='bf16'), dict(train='fp32', test='half')):
+        cfg.model.precision = bad
+        with pytest.raises(ValueError, match='precision must be one of fp32, bf16, auto'):
+            MODELS.build(cfg.model)
+
+
 def _predictor_with(checkpoint: Path, folder: Path, **model: object):
     """Step 5's predictor for the tiny cascade's checkpoint through a config that changes ``model`` settings."""
     from cldetection.predict import LandmarkPredictor
