@@ -84,7 +84,14 @@ model = dict(
         train=dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0, scale_range=(0.9, 1.1),
                    intensity=dict(prob=0.5), loss_weight=1.0),
         test=dict(iterations=1)),
-    test_cfg=dict(flip_test=False, refine=True))
+    test_cfg=dict(flip_test=False, refine=True),
+    # CPU speed settings (cldetection/precision.py; docs/accuracy.md, "CPU speed settings"): channels-last
+    # backbones (training 1.5x, prediction 1.25x faster on 2 AMD EPYC cores, the same arithmetic), and prediction
+    # in bfloat16 where the hardware has it ('auto': AVX512-BF16 or AMX CPUs, CUDA GPUs from Ampere on; 1.7x faster
+    # again, within 0.004 mm of float32 on cl2023 fold 0). Training stays float32: two bf16-trained models scored
+    # 1.721 mm against 1.690-1.706 for float32 (precision='bf16' trains 2.8x faster than NCHW float32).
+    channels_last=True,
+    precision=dict(train='fp32', test='auto'))
 
 # -------------------------------------------------------------------------------------------------- data
 # Restated because MMEngine resolves the base file's variables when it parses it (new codec and transforms).
