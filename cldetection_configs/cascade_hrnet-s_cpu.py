@@ -85,13 +85,15 @@ model = dict(
                    intensity=dict(prob=0.5), loss_weight=1.0),
         test=dict(iterations=1)),
     test_cfg=dict(flip_test=False, refine=True),
-    # CPU speed settings (cldetection/precision.py; docs/accuracy.md, "CPU speed settings"): channels-last
-    # backbones (training 1.5x, prediction 1.25x faster on 2 AMD EPYC cores, the same arithmetic), and prediction
-    # in bfloat16 where the hardware has it ('auto': AVX512-BF16 or AMX CPUs, CUDA GPUs from Ampere on; 1.7x faster
-    # again, within 0.004 mm of float32 on cl2023 fold 0). Training stays float32: two bf16-trained models scored
-    # 1.721 mm against 1.690-1.706 for float32 (precision='bf16' trains 2.8x faster than NCHW float32).
+    # CPU speed settings (cldetection/precision.py; docs/accuracy.md, "CPU speed settings"): channels-last backbones
+    # (the same arithmetic; training 1.5x, prediction 1.25x faster on 2 AMD EPYC cores) and bfloat16 backbones
+    # where the hardware multiplies it ('auto': CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere on; float32
+    # elsewhere, where bfloat16 is 1.5-7x slower): training 1.9x, prediction 1.7x faster again. On cl2023 fold 0
+    # bfloat16 training scored 1.721 mm (two seeds) against 1.690-1.741 for three float32 runs, and bfloat16
+    # prediction stayed within 0.004 mm of float32 on three checkpoints. 'fp32': float32 throughout;
+    # dict(train=..., test=...) sets the two phases apart.
     channels_last=True,
-    precision=dict(train='fp32', test='auto'))
+    precision='auto')
 
 # -------------------------------------------------------------------------------------------------- data
 # Restated because MMEngine resolves the base file's variables when it parses it (new codec and transforms).

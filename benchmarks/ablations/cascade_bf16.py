@@ -1,8 +1,6 @@
-# Speed setting of issue #9 (see docs/accuracy.md, "CPU speed settings"): the default config with both backbones
-# in bfloat16 autocast in training too, not only in prediction (model.precision='bf16'; heads, losses and decoding
-# float32): training 2.8x faster than float32 NCHW on 2 AMD EPYC cores, 1.721 mm on cl2023 fold 0 (two seeds)
-# against 1.690-1.706 for float32.
-# Fast only on CPUs that multiply bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere slower than float32.
+# Speed setting of issue #9 (see docs/accuracy.md, "CPU speed settings"): the default config with bfloat16 forced
+# on, whatever the hardware (model.precision='bf16'; the default's 'auto' picks it only on CPUs with AVX512-BF16
+# or AMX; heads, losses and decoding stay float32): to time it, or to show what it costs where it is emulated.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 model = dict(precision='bf16')
