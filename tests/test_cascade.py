@@ -813,8 +813,8 @@ def test_channels_last_layout_predicts_what_the_default_layout_predicts(trained_
 
     coco, checkpoint = trained_cascade
     image = _test_image(coco)
-    fast = _predictor_with(checkpoint, tmp_path / 'nhwc', channels_last=True)
-    plain = _predictor_with(checkpoint, tmp_path / 'nchw', channels_last=False)
+    fast = _predictor_with(checkpoint, tmp_path / 'nhwc', channels_last=True, precision='fp32')
+    plain = _predictor_with(checkpoint, tmp_path / 'nchw', channels_last=False, precision='fp32')
     conv = fast.model.refine_backbone.conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert plain.model.refine_backbone.conv1.weight.is_contiguous()
