@@ -58,12 +58,12 @@ def measure(config: Path, num_landmarks: int, repeats: int) -> dict[str, float]:
             optimizer.step()
         return step
 
-    # through the model's own backbone call, so its speed settings (channels-last, precision) apply
+    # through the model's own forward methods, so its speed settings (channels-last, precision) apply
     def global_stage(x: torch.Tensor) -> torch.Tensor:
         return model.head.forward(model.extract_feat(x))
 
     def patch_network(stage):
-        return lambda x: stage.head.forward(model._backbone_forward(stage.backbone, x))
+        return lambda x: model.patch_heatmaps(x, stage)
 
     # the local stage keeps the key "local" it had before a middle stage existed
     stages = [('local' if stage is model.local_stage else stage.name, stage) for stage in model.patch_stages]

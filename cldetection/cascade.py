@@ -407,9 +407,15 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             x = x.expand(-1, 3, -1, -1)
         return (x - self.data_preprocessor.mean) / self.data_preprocessor.std
 
-    def _refine_forward(self, patches: np.ndarray, stage: Optional[PatchStage] = None) -> torch.Tensor:
+    def patch_heatmaps(self, inputs: torch.Tensor, stage: Optional[PatchStage] = None) -> torch.Tensor:
+        """A patch stage's heatmaps (the local stage's by default) for normalised ``P x 3 x h x w`` patches,
+        through the model's speed settings; the one way to run a patch network (step 1's check and
+        ``benchmarks.cascade_cost`` call it too)."""
         stage = stage or self.local_stage
-        return stage.head.forward(self._backbone_forward(stage.backbone, self._normalise(patches)))
+        return stage.head.forward(self._backbone_forward(stage.backbone, inputs))
+
+    def _refine_forward(self, patches: np.ndarray, stage: Optional[PatchStage] = None) -> torch.Tensor:
+        return self.patch_heatmaps(self._normalise(patches), stage)
 
     def _training_patches(self, sample, stage: Optional[PatchStage] = None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

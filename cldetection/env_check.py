@@ -66,7 +66,7 @@ def forward_default_model(config: str | Path = DEFAULT_CONFIG, device: Optional[
         for stage in getattr(model, 'patch_stages', ()):  # a cascade: each patch stage on one image's K patches
             key = 'local' if stage is model.local_stage else stage.name
             patches = torch.rand(model.head.out_channels, 3, stage.patch_size[1], stage.patch_size[0], device=device)
-            stage_out = stage.head.forward(model._backbone_forward(stage.backbone, patches))
+            stage_out = model.patch_heatmaps(patches, stage)
             local.update({f'{key}_input': list(patches.shape), f'{key}_output': list(stage_out.shape)})
     elapsed = time.perf_counter() - start
     heatmaps = out[0] if isinstance(out, (tuple, list)) else out
