@@ -827,10 +827,11 @@ def test_channels_last_layout_predicts_what_the_default_layout_predicts(trained_
     for fast_maps, plain_maps in zip(fast.model.heatmaps, plain.model.heatmaps):
         assert fast_maps.is_contiguous() and fast_maps.dtype == torch.float32
         torch.testing.assert_close(fast_maps, plain_maps, rtol=1e-4, atol=1e-5)
-    # Decoded, the float rounding moves a point of the 2-epoch model's flat heatmaps by up to ~0.5 px; most
-    # points do not move
-    moved = np.abs(fast.predict_images([image]) - plain.predict_images([image]))
-    assert np.median(moved) < 1e-3 and moved.max() < 1.0
+    # Decoded, most points do not move. The 2-epoch model's heatmaps are flat: where two maxima tie to within
+    # the float rounding, the argmax may flip between layouts (one point of 38 moved 15.6 px under Python 3.13's
+    # torch build), so the bound is on nearly all points, not on every one
+    moved = np.linalg.norm(fast.predict_images([image]) - plain.predict_images([image]), axis=-1)
+    assert np.median(moved) < 1e-3 and np.mean(moved < 1.0) >= 0.9
 
 
 def test_bf16_runs_both_backbones_in_bfloat16_and_the_rest_in_float32(trained_cascade, tmp_path) -> None:
