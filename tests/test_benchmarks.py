@@ -500,6 +500,66 @@ def test_senior_points_replace_only_the_named_landmarks_of_the_pseudo_labels(tmp
     assert not (tmp_path / 'out').exists()
 
 
+def test_senior_gate_takes_the_senior_point_only_where_the_model_agrees_with_it(tmp_path: Path) -> None:
+    """``--senior-gate-mm``: landmark by landmark, the senior's point where the model lies within the gate
+    (distances in mm through the scale), the model's elsewhere; landmarks 20-38 always the model's."""
+    from benchmarks import pseudo_labels
+    from cldetection.challenge_io import ground_truth_document
+
+    senior = np.array([[10.0 * k, 20.0 * k + 1] for k in range(19)])  # what _tiny_isbi_csv writes
+    model = senior.copy()
+    model[0] += (5.0, 0.0)  # 0.5 mm at 0.1 mm/px: inside a 1 mm gate
+    model[1] += (0.0, 12.0)  # 1.2 mm: outside
+    model[2] += (30.0, 40.0)  # 5 mm
+    fused = pseudo_labels.senior_gated_points(model, senior, 1.0, 0.1)
+    assert np.array_equal(fused[0], senior[0]) and np.array_equal(fused[1], model[1])
+    assert np.array_equal(fused[2], model[2]) and np.array_equal(fused[3:], senior[3:])
+    assert np.array_equal(pseudo_labels.senior_gated_points(model, senior, 1.0, 0.05)[1], senior[1])  # 12 px = 0.6 mm
+
+    csv_path = _tiny_isbi_csv(tmp_path / 'landmarks.csv')
+    points = {k: (float(model[k - 1, 0]), float(model[k - 1, 1])) for k in range(1, 20)}
+    points.update({k: (500.0 + k, 600.0 + k) for k in range(20, 39)})
+    gt = write_json_atomic(ground_truth_document({1: points}, {1: 0.1}), tmp_path / 'pseudo-gt.json')
+    out, taken = pseudo_labels.with_gated_senior_points(gt, tmp_path / 'gated.json', [Path('/x/001.jpg')],
+                                                        csv_path, 1.0)
+    gated = load_landmarks(out)
+    assert gated.points[1][1] == (0.0, 1.0) and gated.points[1][2] == points[2] and gated.points[1][3] == points[3]
+    assert all(gated.points[1][k] == points[k] for k in range(20, 39))
+    assert taken == pytest.approx(17 / 19) and load_landmarks(gt).points[1] == points  # the model's file untouched
+    for kwargs, message in (({'senior_gate_mm': 0.0}, r'--senior-gate-mm: must be a distance > 0 mm, got 0\.0'),
+                            ({'senior_gate_mm': 1.0, 'senior_landmarks': [1]}, '--senior-gate-mm: choose either')):
+        with pytest.raises(InputError, match=message):
+            pseudo_labels.make_pseudo_labels(tmp_path / 'absent.py', tmp_path / 'absent.pth', tmp_path / 'out',
+                                             **kwargs)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_label_fusion_scores_each_labelling_against_the_truth() -> None:
+    """``benchmarks.label_fusion``: the model's, the senior's, the seven agreeing landmarks' and the gated
+    labels, each scored against the truth in mm; landmarks 20-38 are the model's in every labelling."""
+    from benchmarks import label_fusion
+
+    truth = np.zeros((1, 38, 2))
+    model = truth.copy()
+    model[0, :, 0] = 10.0  # 1 mm off everywhere (0.1 mm/px)
+    senior = truth[:, :19].copy()
+    senior[0, 1, 1] = 30.0  # the senior's landmark 2 is 3 mm off; the rest exact (a kept click)
+    errors = label_fusion.labelling_errors(truth, model, senior, np.array([0.1]), gates=[0.5, 1.5, 5.0])
+    assert set(errors) == {'model', 'senior', 'senior 7', 'gate 0.5 mm', 'gate 1.5 mm', 'gate 5 mm'}
+    assert np.allclose(errors['model'], 1.0)
+    expected_senior = np.r_[0.0, 3.0, np.zeros(17), np.ones(19)]
+    assert np.allclose(errors['senior'][0], expected_senior)
+    seven = np.ones(38)
+    seven[np.array(label_fusion.AGREEING_LANDMARKS) - 1] = 0.0
+    assert np.allclose(errors['senior 7'][0], seven)
+    assert np.allclose(errors['gate 0.5 mm'], 1.0)  # the model lies 1 mm from every senior point: none taken
+    # 1.5 mm: every senior point but landmark 2 (the model is 1 mm from the truth, 3.2 mm from that click)
+    assert np.allclose(errors['gate 1.5 mm'][0], np.r_[0.0, 1.0, np.zeros(17), np.ones(19)])
+    assert np.allclose(errors['gate 5 mm'][0], expected_senior)
+    table = label_fusion.format_tables(errors)
+    assert table[2] == '| model | 1.000 | 1.000 | 100.00 |' and any('gate 1.5 mm mm |' in line for line in table)
+
+
 def test_pseudo_labels_take_only_isbi_images_outside_the_cl2023_subset(tmp_path: Path) -> None:
     from benchmarks import pseudo_labels
 
