@@ -560,6 +560,19 @@ def test_label_fusion_scores_each_labelling_against_the_truth() -> None:
     assert table[2] == '| model | 1.000 | 1.000 | 100.00 |' and any('gate 1.5 mm mm |' in line for line in table)
 
 
+def test_label_fusion_refuses_missing_files_and_gates_that_are_not_distances(tmp_path: Path) -> None:
+    from benchmarks import label_fusion
+
+    args = dict(fold=0, splits=['test'], out_dir=None, data_dir=tmp_path / 'data', shared_data=tmp_path / 'shared')
+    with pytest.raises(InputError, match=r'absent\.py: file not found'):
+        label_fusion.label_fusion(tmp_path / 'absent.py', tmp_path / 'absent.pth', gates=[1.0], **args)
+    (tmp_path / 'config.py').write_text('')
+    (tmp_path / 'model.pth').write_bytes(b'')
+    with pytest.raises(InputError, match=r'--gates: must be distances > 0 mm, got -1\.0'):
+        label_fusion.label_fusion(tmp_path / 'config.py', tmp_path / 'model.pth', gates=[2.0, -1.0], **args)
+    assert not (tmp_path / 'data').exists()  # refused before any data is built
+
+
 def test_pseudo_labels_take_only_isbi_images_outside_the_cl2023_subset(tmp_path: Path) -> None:
     from benchmarks import pseudo_labels
 
