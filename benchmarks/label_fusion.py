@@ -31,7 +31,7 @@ from cldetection.metric import radial_errors_mm
 
 from .data import (CL2023_NUM_LANDMARKS, DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_NUM_LANDMARKS,
                    cl2023_fold_split, cl2023_image_paths, isbi_landmarks, prepare_cl2023, read_isbi_annotations)
-from .pseudo_labels import senior_gated_points
+from .pseudo_labels import senior_gated_points, senior_points_for
 
 #: The seven landmarks ``benchmarks.pseudo_labels --senior-landmarks`` was prepared with (cl2023 within 0.5 mm of
 #: the senior on average): sella, pogonion, gonion, both incisal tips, upper lip, subnasale.
@@ -49,15 +49,11 @@ def labelling_errors(truth: np.ndarray, model: np.ndarray, senior: np.ndarray, s
     k = ISBI_NUM_LANDMARKS
     labellings: dict[str, list[np.ndarray]] = {'model': [], 'senior': [], 'senior 7': []}
     labellings.update({f'gate {g:g} mm': [] for g in gates})
-    agreeing = np.array(AGREEING_LANDMARKS) - 1
     for t, m, s, mm in zip(truth, model, senior, spacing):
-        replaced = m.copy()
-        replaced[agreeing] = s[agreeing]
-        candidates = {'model': m, 'senior': np.concatenate([s, m[k:]]), 'senior 7': replaced}
-        for g in gates:
-            candidates[f'gate {g:g} mm'] = np.concatenate([senior_gated_points(m[:k], s, g, mm), m[k:]])
-        for name, points in candidates.items():
-            labellings[name].append(radial_errors_mm(points, t, mm))
+        first = {'model': m[:k], 'senior': s, 'senior 7': senior_points_for(m[:k], s, AGREEING_LANDMARKS)}
+        first.update({f'gate {g:g} mm': senior_gated_points(m[:k], s, g, mm) for g in gates})
+        for name, points in first.items():  # landmarks 20-38: the model's in every labelling
+            labellings[name].append(radial_errors_mm(np.concatenate([points, m[k:]]), t, mm))
     return {name: np.stack(rows) for name, rows in labellings.items()}
 
 
@@ -91,7 +87,8 @@ def label_fusion(config: Path, checkpoint: Path, fold: int, gates: Sequence[floa
     data = prepare_cl2023(data_dir, shared_data, fold)
     subset = shared_data / 'cl2023_subset'
     truth_set = load_landmarks(subset / 'train-gt.json')
-    split = cl2023_fold_split(len(cl2023_image_paths(subset)), fold)
+    images = cl2023_image_paths(subset)
+    split = cl2023_fold_split(len(images), fold)
     slices = sorted(z for s in splits for z in split[s])
     out_dir = out_dir or data_dir / 'cl2023' / f'label_fusion_fold{fold}'
     prediction_path = out_dir / f'prediction-{checkpoint.stem}.json'
@@ -102,7 +99,6 @@ def label_fusion(config: Path, checkpoint: Path, fold: int, gates: Sequence[floa
     missing = [z for z in slices if z not in prediction.points]
     if missing:
         fail(prediction_path, f'has no prediction for slice {missing[0]} (delete it to predict again)')
-    images = cl2023_image_paths(subset)
     annotations = read_isbi_annotations(shared_data / 'isbi2015' / 'landmarks.csv')
     n = CL2023_NUM_LANDMARKS
     truth = np.stack([truth_set.as_array(z, n)[0] for z in slices])

@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -86,17 +86,13 @@ def distance_to_isbi_senior(points: dict[int, np.ndarray], images: Sequence[Path
     return np.stack(rows)
 
 
-def with_senior_points(pseudo_gt: Path, out: Path, images: Sequence[Path], csv_path: Path,
-                       landmarks: Sequence[int]) -> Path:
-    """``pseudo_gt`` with the ISBI senior annotator's points for ``landmarks`` (numbers 1-19), written to ``out``;
-    slice ``z`` is ``images[z - 1]``. Every other point, and every scale, as in ``pseudo_gt``."""
-    labels = load_landmarks(pseudo_gt)
-    annotations = read_isbi_annotations(csv_path)
-    points = {}
-    for z in labels.slices:
-        senior = isbi_landmarks(annotations[images[z - 1].name], 'senior')
-        points[z] = {**labels.points[z], **{k: (float(senior[k - 1, 0]), float(senior[k - 1, 1])) for k in landmarks}}
-    return write_json_atomic(ground_truth_document(points, labels.spacing), out)
+def senior_points_for(model: np.ndarray, senior: np.ndarray, landmarks: Sequence[int]) -> np.ndarray:
+    """Landmarks 1-19 of one image (``19 x 2`` pixels): the ISBI senior annotator's points for ``landmarks``
+    (numbers 1-19), the model's for the others."""
+    fused = np.array(model, dtype=np.float64)
+    rows = np.asarray(landmarks, dtype=int) - 1
+    fused[rows] = np.asarray(senior, dtype=np.float64)[rows]
+    return fused
 
 
 def senior_gated_points(model: np.ndarray, senior: np.ndarray, gate_mm: float, spacing: float) -> np.ndarray:
@@ -115,22 +111,39 @@ def senior_gated_points(model: np.ndarray, senior: np.ndarray, gate_mm: float, s
     return np.where(agree[:, None], senior, model)
 
 
+def _fused_with_senior(pseudo_gt: Path, out: Path, images: Sequence[Path], csv_path: Path,
+                       fuse: Callable[[np.ndarray, np.ndarray, float], np.ndarray]) -> tuple[Path, float]:
+    """``pseudo_gt`` with landmarks 1-19 of each slice ``z`` (image ``images[z - 1]``) replaced by
+    ``fuse(model 19 x 2, senior 19 x 2, spacing)``, written to ``out``; returns it and the share of points 1-19
+    that are the senior's. Landmarks 20-38 and every scale as in ``pseudo_gt``."""
+    labels = load_landmarks(pseudo_gt)
+    annotations = read_isbi_annotations(csv_path)
+    numbers = range(1, ISBI_NUM_LANDMARKS + 1)
+    points, taken = {}, []
+    for z in labels.slices:
+        senior = isbi_landmarks(annotations[images[z - 1].name], 'senior')
+        model = np.array([labels.points[z][k] for k in numbers], dtype=np.float64)
+        fused = fuse(model, senior, labels.spacing[z])
+        taken.append(np.all(fused == senior, axis=1))
+        points[z] = {**labels.points[z], **{k: (float(fused[k - 1, 0]), float(fused[k - 1, 1])) for k in numbers}}
+    return write_json_atomic(ground_truth_document(points, labels.spacing), out), float(np.mean(taken))
+
+
+def with_senior_points(pseudo_gt: Path, out: Path, images: Sequence[Path], csv_path: Path,
+                       landmarks: Sequence[int]) -> Path:
+    """``pseudo_gt`` with the ISBI senior annotator's points for ``landmarks`` (numbers 1-19), written to ``out``;
+    slice ``z`` is ``images[z - 1]``. Every other point, and every scale, as in ``pseudo_gt``."""
+    return _fused_with_senior(pseudo_gt, out, images, csv_path,
+                              lambda model, senior, _: senior_points_for(model, senior, landmarks))[0]
+
+
 def with_gated_senior_points(pseudo_gt: Path, out: Path, images: Sequence[Path], csv_path: Path,
                              gate_mm: float) -> tuple[Path, float]:
     """``pseudo_gt`` with landmarks 1-19 fused with the ISBI senior annotator's points by
     :func:`senior_gated_points`, written to ``out``; returns it and the share of points 1-19 taken from the
     senior. Landmarks 20-38 and every scale as in ``pseudo_gt``."""
-    labels = load_landmarks(pseudo_gt)
-    annotations = read_isbi_annotations(csv_path)
-    points, taken = {}, []
-    for z in labels.slices:
-        senior = isbi_landmarks(annotations[images[z - 1].name], 'senior')
-        model = np.array([labels.points[z][k] for k in range(1, ISBI_NUM_LANDMARKS + 1)], dtype=np.float64)
-        fused = senior_gated_points(model, senior, gate_mm, labels.spacing[z])
-        taken.append(np.all(fused == senior, axis=1))
-        points[z] = {**labels.points[z],
-                     **{k: (float(fused[k - 1, 0]), float(fused[k - 1, 1])) for k in range(1, ISBI_NUM_LANDMARKS + 1)}}
-    return write_json_atomic(ground_truth_document(points, labels.spacing), out), float(np.mean(taken))
+    return _fused_with_senior(pseudo_gt, out, images, csv_path,
+                              lambda model, senior, spacing: senior_gated_points(model, senior, gate_mm, spacing))
 
 
 def check_senior_landmarks(landmarks: Sequence[int]) -> list[int]:
