@@ -202,7 +202,7 @@ class PatchStage:
         self.train = dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0,
                           scale_range=(0.9, 1.1), intensity=dict(prob=0.5), deform=None, loss_weight=1.0)
         self.train.update(cfg.pop('train', {}))
-        self.test = dict(iterations=1, shift=0.0)
+        self.test = dict(iterations=1, shift=0.0, neighbours=0.0)
         self.test.update(cfg.pop('test', {}))
         if cfg:
             raise ValueError(f'CascadeLandmarkEstimator: unknown {name} keys {sorted(cfg)}')
@@ -217,6 +217,9 @@ class PatchStage:
         if head_channels is not None and head_channels % self.maps_per_landmark:
             raise ValueError(f'CascadeLandmarkEstimator: the {name} head has {head_channels} output channels; its '
                              f"codec needs {self.maps_per_landmark} per landmark (heatmap_type='combined': 3 x K)")
+        if float(self.test['neighbours']) > 0 and self.maps_per_landmark != 1:
+            raise ValueError(f'CascadeLandmarkEstimator: {name}.test.neighbours needs plain heatmaps (one map per '
+                             'landmark), not heatmap + offsets')
         self.intensity = RandomXRayIntensity(**self.train['intensity'])
         deform = self.train['deform']
         if deform and self.context is not None:
@@ -269,7 +272,10 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                                                   # scale + elastic field per patch (RandomElasticDeform's)
                             loss_weight=1.0),
                  test=dict(iterations=1,          # refinements, each centred on the previous estimate
-                           shift=0.0))            # > 0: also 4 patches moved +-shift x patch side, averaged
+                           shift=0.0,             # > 0: also 4 patches moved +-shift x patch side, averaged
+                           neighbours=0.0))       # > 0: also read landmark j off every other landmark's
+                                                  # patch whose centre lies within neighbours x patch side
+                                                  # of j's, and average (no extra network passes)
 
         middle: ``None`` (two stages), or a second patch stage of the same form, run between the global and the
             local stage: typically coarser and wider (e.g. 0.4 mm per pixel over 38 mm), trained on offsets as
@@ -507,13 +513,45 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         for k in range(num):
             decoded, score = stage.head.decoder.decode(own[k])
             local[k], scores[k] = decoded[0, 0], score[0, 0]
-        # A flat heatmap (the landmark is not in its patch) makes the sub-pixel fit diverge, to metres
-        # away: such an estimate, or one off the patch, counts as lost.
+        refined = self._patch_estimates(local, centers, extent, stage)
+        radius = float(stage.test['neighbours']) * extent
+        if radius > 0 and heatmaps.shape[1] == num:
+            refined = self._with_neighbour_estimates(refined, heatmaps, centers, extent, radius, stage)
+        return refined, scores
+
+    @staticmethod
+    def _patch_estimates(local: np.ndarray, centers: np.ndarray, extent: float, stage: PatchStage) -> np.ndarray:
+        """Decoded patch coordinates (``P x 2``) of the patches centred on ``centers`` -> image pixels; NaN where
+        the landmark was lost: a flat heatmap (the landmark is not in its patch) makes the sub-pixel fit diverge,
+        to metres away, so such an estimate, or one off the patch, counts as lost."""
         size = np.array(stage.patch_size, dtype=np.float64)
         lost = ~np.all(np.isfinite(local) & (local >= 0) & (local <= size), axis=1)
         refined = patch_to_image(local, centers, extent, stage.patch_size)
         refined[lost] = np.nan
-        return refined, scores
+        return refined
+
+    def _with_neighbour_estimates(self, refined: np.ndarray, heatmaps: torch.Tensor, centers: np.ndarray,
+                                  extent: float, radius: float, stage: PatchStage) -> np.ndarray:
+        """``test.neighbours``: every patch has a heatmap of every landmark (the local stage is trained on all
+        landmarks in its patch), so landmark j is also read off the patch of each landmark k whose centre lies
+        within ``radius`` (patch pixels of the source) of j's, and the found estimates of j (its own patch's
+        and these) are averaged: more looks at the landmark from other cuts, at no extra network pass (the
+        test-time shifts of ``test.shift`` cost one pass per shift)."""
+        num = len(centers)
+        distance = np.linalg.norm(centers[:, None, :] - centers[None, :, :], axis=2)  # [k, j]
+        pairs = np.argwhere((distance <= radius) & ~np.eye(num, dtype=bool))
+        if len(pairs) == 0:
+            return refined
+        maps = heatmaps[torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])].float().cpu().numpy()
+        local = np.stack([stage.head.decoder.decode(m[None])[0][0, 0] for m in maps])
+        others = self._patch_estimates(local, centers[pairs[:, 0]], extent, stage)
+        total = np.where(np.isfinite(refined), refined, 0.0)
+        count = np.isfinite(refined).all(axis=1).astype(np.float64)
+        found = np.isfinite(others).all(axis=1)
+        np.add.at(total, pairs[found, 1], others[found])
+        np.add.at(count, pairs[found, 1], 1.0)
+        fused = total / np.maximum(count, 1.0)[:, None]
+        return np.where((count > 0)[:, None], fused, np.nan)
 
     def refine_stage(self, stage: PatchStage, keypoints: np.ndarray, source: np.ndarray, factor: int
                      ) -> tuple[np.ndarray, np.ndarray]:

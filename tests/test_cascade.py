@@ -284,6 +284,57 @@ def test_refine_with_test_time_shifts_averages_the_cuts_that_find_the_landmark(m
     assert len(cuts_seeing_the_dot) == 5 + 1  # landmark 0 on all five cuts, landmark 1 on one
 
 
+def test_refine_with_neighbours_averages_a_landmark_over_the_patches_of_landmarks_near_it(monkeypatch) -> None:
+    """``refine.test.neighbours``: landmark j is also read off the patch of every landmark whose centre lies within
+    neighbours x patch side of j's, and the estimates are averaged; landmarks with no neighbour keep their own
+    patch's estimate, and heatmap + offset heads are refused."""
+    import torch
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    cfg = load_config(TINY_CASCADE)
+    factor = 2
+    truth = np.array([[100.0, 100.0], [110.0, 100.0]] + [[20.0, 20.0]] + [[170.0, 260.0]] * 35)  # reduced pixels
+    bias = np.zeros_like(truth)
+    bias[0], bias[1], bias[2] = [4.0, 0.0], [-4.0, 0.0], [0.0, 3.0]  # each patch sees every landmark moved so
+
+    def refined_with(neighbours: float) -> np.ndarray:
+        cfg.model.refine.test = dict(iterations=1, neighbours=neighbours)
+        model = MODELS.build(cfg.model).eval()
+        codec, extent = model.refine_head.decoder, model._extent(factor)
+        scale = np.array(codec.input_size) / extent
+
+        def biased_network(patches: np.ndarray, stage=None) -> torch.Tensor:
+            """A stand-in local network: patch k (centred on landmark k's truth) places every landmark at its
+            truth moved by patch k's bias."""
+            in_patch = (truth[None] + bias[:, None] - truth[:, None] + extent / 2) * scale  # [k, j]
+            return torch.from_numpy(np.stack([codec.encode(points[None].astype(np.float32),
+                                                           np.ones((1, len(truth))))['heatmaps']
+                                              for points in in_patch]).astype(np.float32))
+
+        monkeypatch.setattr(model, '_refine_forward', biased_network)
+        refined, _ = model.refine(from_reduced(truth, factor), np.zeros((300, 200), np.uint8), factor)
+        return to_reduced(refined, factor)
+
+    # (within 1 pixel: the stand-in's mapping into the patch ignores UDP's half-pixel convention)
+    alone = refined_with(0.0)
+    np.testing.assert_allclose(alone[:3], truth[:3] + bias[:3], atol=1.0)
+    fused = refined_with(0.25)  # 16 of 64 reduced pixels: landmarks 0 and 1 (10 apart) see each other
+    np.testing.assert_allclose(fused[:2], truth[:2], atol=1.0)  # (+4 and -4) / 2
+    np.testing.assert_allclose(fused[2], alone[2], atol=1e-6)  # no landmark within 16 pixels
+    np.testing.assert_allclose(fused[3:], alone[3:], atol=1e-6)  # 35 patches on one point: the same estimate
+
+    cfg.model.refine.head.decoder = dict(type='UDPHeatmap', input_size=(64, 64), heatmap_size=(16, 16), sigma=2,
+                                         heatmap_type='combined', blur_kernel_size=2)
+    cfg.model.refine.head.out_channels = 3 * 38
+    cfg.model.refine.head.loss = dict(type='CombinedTargetMSELoss', use_target_weight=True)
+    with pytest.raises(ValueError, match='neighbours needs plain heatmaps'):
+        MODELS.build(cfg.model)
+
+
 def test_heatmap_plus_offset_targets_read_each_patch_s_own_landmark(monkeypatch) -> None:
     """UDP 'combined' local targets (class map + x / y offsets, 3 maps per landmark): the cascade reads maps
     3k..3k+2 of patch k, and a landmark off the heatmap grid comes back where it is (the offsets, not the grid)."""
