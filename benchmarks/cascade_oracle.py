@@ -25,7 +25,7 @@ import argparse
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -74,17 +74,13 @@ def run_test(config: Path, checkpoint: Path, data_root: Optional[str], split: st
     return {k: float(v) for k, v in runner.test().items()}
 
 
-def _scored_points(runner, estimates) -> np.ndarray:
-    """Rows of landmark (1-based) and radial errors in mm, one row per visible test point, of each of the
-    estimates ``estimates(model, coarse, truth, source, factor) -> [K x 2, ...]`` returns (``coarse``: the global
-    stage's estimates as the patch stages start from them)."""
+def coarse_test_points(runner) -> Iterator[tuple[dict, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per test image of ``runner``'s test split, after the global stage: its ``meta``, the ground truth
+    (``K x 2`` radiograph pixels), which points are labelled (``K`` booleans) and ``coarse``, the global stage's
+    estimates as the patch stages start from them (clipped to the image). The model is put in eval mode."""
     import torch
 
-    from cldetection.metric import radial_errors_mm
-
-    model = runner.model
-    model.eval()
-    rows = []
+    model = runner.model.eval()
     for batch in runner.build_dataloader(runner.cfg.test_dataloader):
         with torch.no_grad():
             data = model.data_preprocessor(batch, False)
@@ -93,12 +89,22 @@ def _scored_points(runner, estimates) -> np.ndarray:
             meta = result.metainfo
             truth = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0]
             visible = np.asarray(sample.gt_instances.keypoints_visible, dtype=np.float64)[0].reshape(len(truth), -1)
-            coarse = model.starting_points(result.pred_instances.keypoints, meta)[0]
-            source, factor = meta['source_img'], int(meta['source_factor'])
-            errors = [radial_errors_mm(estimate, truth, float(meta['spacing']))
-                      for estimate in estimates(model, coarse, truth, source, factor)]
-            for k in np.flatnonzero(visible[:, 0] > 0):
-                rows.append((k + 1, *(e[k] for e in errors)))
+            yield meta, truth, visible[:, 0] > 0, model.starting_points(result.pred_instances.keypoints, meta)[0]
+
+
+def _scored_points(runner, estimates) -> np.ndarray:
+    """Rows of landmark (1-based) and radial errors in mm, one row per visible test point, of each of the
+    estimates ``estimates(model, coarse, truth, source, factor) -> [K x 2, ...]`` returns (``coarse``: the global
+    stage's estimates as the patch stages start from them)."""
+    from cldetection.metric import radial_errors_mm
+
+    rows = []
+    for meta, truth, labelled, coarse in coarse_test_points(runner):
+        source, factor = meta['source_img'], int(meta['source_factor'])
+        errors = [radial_errors_mm(estimate, truth, float(meta['spacing']))
+                  for estimate in estimates(runner.model, coarse, truth, source, factor)]
+        for k in np.flatnonzero(labelled):
+            rows.append((k + 1, *(e[k] for e in errors)))
     return np.asarray(rows, dtype=np.float64)
 
 
@@ -169,13 +175,20 @@ def print_per_landmark(rows: np.ndarray) -> None:
                   f'{rows[band, 3].mean():5.3f} | {gap:.3f}')
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+def checkpoint_diagnostic_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line shared by the diagnostics that test one cascade checkpoint: ``config``, ``checkpoint``,
+    ``--data-root`` and ``--split``; ``doc`` is the module docstring (its first paragraph is the description)."""
+    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', type=Path, help='the config the checkpoint was trained with')
     parser.add_argument('checkpoint', type=Path, help='a cascade checkpoint (.pth)')
     parser.add_argument('--data-root', help='prepared dataset folder (data_root of the config otherwise)')
     parser.add_argument('--split', default='test', choices=('train', 'valid', 'test'), help='default: %(default)s')
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = checkpoint_diagnostic_parser(__doc__)
     parser.add_argument('--centre-jitter-mm', type=float, nargs='+', default=[0.0, 2.5],
                         help='SD (mm, per axis) of the patch centres around the truth; several values: one test '
                              'each (default: %(default)s)')

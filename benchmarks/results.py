@@ -128,8 +128,13 @@ def validate_result(result: Any) -> dict:
 
 # ------------------------------------------------------------------------------------------- RESULTS.md
 def hardware_label(hardware: dict) -> str:
-    """Short hardware description for a table cell, e.g. ``AMD EPYC, 2 cores`` or ``NVIDIA H100 (AMD EPYC ...)``."""
-    cpu = f'{hardware["cpu"]}, {hardware["cores"]} cores'
+    """Short hardware description for a table cell, e.g. ``AMD EPYC (AVX2), 2 cores``, ``AMD EPYC (AVX512, bf16),
+    2 cores`` or ``NVIDIA H100 (AMD EPYC ...)``; results recorded before the vector unit was (``AMD EPYC, 2
+    cores``) keep their label."""
+    cpu = hardware['cpu']
+    if hardware.get('cpu_capability'):
+        cpu += f' ({hardware["cpu_capability"]}{", bf16" if hardware.get("cpu_bf16") else ""})'
+    cpu = f'{cpu}, {hardware["cores"]} cores'
     return f'{hardware["gpu"]} ({cpu})' if hardware.get('gpu') else cpu
 
 

@@ -199,8 +199,13 @@ def hardware() -> dict[str, Any]:
     except (ValueError, OSError):
         memory = float('nan')
     import torch
+
+    from cldetection.precision import cpu_has_bf16_hardware
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    # The same CPU name covers machines 2-4x apart in speed (an AMD EPYC with AVX-512 and bfloat16 hardware
+    # trains the default in 15 min, one with AVX2 only in 62): the vector unit and bfloat16 say which one ran.
     return {'cpu': cpu, 'cores': len(os.sched_getaffinity(0)), 'memory_gib': round(memory, 1), 'gpu': gpu,
+            'cpu_capability': torch.backends.cpu.get_cpu_capability(), 'cpu_bf16': cpu_has_bf16_hardware(),
             'torch': torch.__version__, 'python': platform.python_version()}
 
 

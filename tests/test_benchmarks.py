@@ -126,6 +126,19 @@ def test_results_md_gets_one_header_and_appended_rows(tmp_path: Path) -> None:
     assert rows[0]['Hardware'] == 'AMD EPYC, 2 cores'
 
 
+def test_the_hardware_cell_names_the_vector_unit_and_bfloat16_where_recorded() -> None:
+    """Two 'AMD EPYC' machines trained the default in 15 and 62 min: rows say which (older results keep theirs)."""
+    from benchmarks.run import hardware
+
+    base = {'cpu': 'AMD EPYC', 'cores': 2, 'gpu': None}
+    assert results.hardware_label(base) == 'AMD EPYC, 2 cores'
+    assert results.hardware_label(dict(base, cpu_capability='AVX2', cpu_bf16=False)) == 'AMD EPYC (AVX2), 2 cores'
+    assert results.hardware_label(dict(base, cpu_capability='AVX512', cpu_bf16=True)) == \
+        'AMD EPYC (AVX512, bf16), 2 cores'
+    here = hardware()
+    assert isinstance(here['cpu_capability'], str) and here['cpu_capability'] and isinstance(here['cpu_bf16'], bool)
+
+
 def test_a_shortened_run_says_so_in_its_budget_cell() -> None:
     result = copy.deepcopy(_fake_result())
     assert results.result_rows(result)[0]['Budget'] == 'cpu'
@@ -670,3 +683,44 @@ def test_score_error_table_finds_errors_where_scores_are_low() -> None:
     assert table[0]['large_in_low'] == pytest.approx(1.0)  # only image 0's errors are over 4 mm
     unrelated = rng.random(errors.shape)
     assert abs(spearman(unrelated, errors)) < 0.15
+
+
+# ------------------------------------------------------------------------------------------ patch reads
+def _patch_read_image() -> dict:
+    """Three landmarks at 0, 3 and 20 mm (0.1 mm/px); patch k reads landmark j at its truth moved by 1 px x k."""
+    truth = np.array([[0.0, 0.0], [30.0, 0.0], [200.0, 0.0]])
+    distance = np.abs(truth[:, None, 0] - truth[None, :, 0]) * 0.1
+    reads = truth[None] + np.array([[[1.0, 0.0]], [[2.0, 0.0]], [[3.0, 0.0]]])
+    reads[distance > 12.8] = np.nan
+    return dict(truth=truth, coarse=truth + 50.0, reads=reads, distance=distance, spacing=0.1)
+
+
+def test_patch_reads_cover_pair_errors_and_shared_patches() -> None:
+    """``benchmarks.patch_reads``: the greedy cover takes the fewest centres within the radius; each landmark is
+    read off the nearest chosen patch; pair rows hold the distance, the other patch's and the own patch's error."""
+    from benchmarks import patch_reads
+
+    image = _patch_read_image()
+    assert patch_reads.greedy_cover(image['distance'], 1.0) == [0, 1, 2]
+    assert patch_reads.greedy_cover(image['distance'], 5.0) == [0, 2]  # 0 covers 0 and 1 (3 mm)
+    rows = patch_reads.read_errors([image])
+    np.testing.assert_allclose(sorted(map(tuple, rows)), [(3.0, 0.1, 0.2), (3.0, 0.2, 0.1)])  # 0 <-> 1 only
+    mre, patches = patch_reads.shared_patch_errors([image], 5.0)
+    assert patches == 2.0
+    np.testing.assert_allclose(mre, (0.1 + 0.1 + 0.3) / 3)  # landmark 1 read off patch 0 (1 px), 2 off its own
+    image['reads'][0, 1] = np.nan  # a lost read: the global estimate (50 px diagonal off)
+    mre, _ = patch_reads.shared_patch_errors([image], 5.0)
+    np.testing.assert_allclose(mre, (0.1 + np.hypot(50, 50) * 0.1 + 0.3) / 3)
+
+
+def test_patch_reads_refuses_missing_files_and_non_positive_radii(tmp_path, capsys) -> None:
+    from benchmarks import patch_reads
+
+    with pytest.raises(SystemExit) as exit_info:
+        patch_reads.main([str(tmp_path / 'config.py'), str(tmp_path / 'ckpt.pth')])
+    assert exit_info.value.code == 2 and 'config.py: no such file' in capsys.readouterr().err
+    (tmp_path / 'config.py').write_text('')
+    (tmp_path / 'ckpt.pth').write_bytes(b'')
+    with pytest.raises(SystemExit) as exit_info:
+        patch_reads.main([str(tmp_path / 'config.py'), str(tmp_path / 'ckpt.pth'), '--radii-mm', '0'])
+    assert exit_info.value.code == 2 and 'radii must be > 0' in capsys.readouterr().err

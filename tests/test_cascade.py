@@ -201,6 +201,26 @@ def test_oracle_per_point_errors_score_global_cascade_and_floor(trained_cascade,
     assert len([line for line in printed.splitlines() if line.split('|')[0].strip().isdigit()]) == 38
 
 
+def test_patch_reads_own_patch_is_the_cascade_s_one_pass_estimate(trained_cascade, tmp_path) -> None:
+    """benchmarks.patch_reads: landmark j read off its own patch is the cascade's one-pass estimate (step 4's
+    MRE), every read lies within the patch-centre distance it is made for, and distances are symmetric."""
+    from benchmarks.cascade_oracle import per_point_errors
+    from benchmarks.patch_reads import MAX_DISTANCE_MM, all_reads
+
+    coco, checkpoint = trained_cascade
+    images = all_reads(TINY_CASCADE, checkpoint, str(coco), 'test', tmp_path)
+    cascade = per_point_errors(TINY_CASCADE, checkpoint, str(coco), 'test', 1, tmp_path)[:, 2]
+    own = np.concatenate([np.linalg.norm(np.diagonal(i['reads']).T - i['truth'], axis=1) * i['spacing']
+                          for i in images])
+    found = np.isfinite(own)
+    assert found.any()
+    np.testing.assert_allclose(own[found], cascade[found], rtol=1e-4, atol=1e-4)
+    for image in images:
+        np.testing.assert_array_equal(image['distance'], image['distance'].T)
+        read = np.isfinite(image['reads']).all(axis=2)
+        assert (image['distance'][read] <= MAX_DISTANCE_MM).all()
+
+
 def test_cascade_without_source_image_in_the_pipeline_says_what_is_missing(trained_cascade) -> None:
     from mmpose.apis import inference_topdown, init_model
 
