@@ -8,7 +8,8 @@ and times, on random inputs of the config's sizes:
 * training: one optimiser step of the global stage alone (batch of the config, forward + backward + Adam), and
   of each patch stage alone (middle, if any, and local: ``patches_per_image`` patches per image of the batch),
   per image;
-* inference: the global stage on one image, and each patch stage on the ``K`` patches of one image.
+* inference: the global stage on one image, and each patch stage on the ``K`` patches of one image, with the
+  batch norms folded into their convolutions as step 5 predicts (``--no-fold-batch-norms``: as step 4 does).
 
 It prints the parameter and FLOP-free figures a user needs to size a schedule: seconds per training image of
 each stage and milliseconds per predicted image of each stage. Run it on an otherwise idle machine.
@@ -34,12 +35,13 @@ def _seconds(step: Callable[[], None], repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def measure(config: Path, num_landmarks: int, repeats: int) -> dict[str, float]:
+def measure(config: Path, num_landmarks: int, repeats: int, fold_batch_norms: bool = True) -> dict[str, float]:
     import cldetection  # noqa: F401  (registers the cascade)
     from mmengine.registry import init_default_scope
     from mmpose.registry import MODELS
 
     from cldetection.config_utils import load_config
+    from cldetection.precision import fold_batch_norms as fold_into_convolutions
 
     init_default_scope('mmpose')
     cfg = load_config(config, {'num_landmarks': num_landmarks, 'pretrained': None})
@@ -76,6 +78,13 @@ def measure(config: Path, num_landmarks: int, repeats: int) -> dict[str, float]:
         result[f'train_{key}_s_per_image'] = _seconds(
             train_step(patch_network(stage), (patches, 3, patch_h, patch_w)), repeats) / batch
     model.eval()
+    # counted before folding, which merges each batch norm's parameters into its convolution
+    patch_ids = {id(p) for _, stage in stages for p in stage.parameters()}
+    result['parameters_global_M'] = sum(p.numel() for p in model.parameters() if id(p) not in patch_ids) / 1e6
+    for key, stage in stages:
+        result[f'parameters_{key}_M'] = sum(p.numel() for p in stage.parameters()) / 1e6
+    if fold_batch_norms:
+        fold_into_convolutions(model)  # as step 5's predictor does
     with torch.no_grad():
         result['infer_global_ms_per_image'] = 1000 * _seconds(
             lambda: global_stage(torch.randn(1, 3, height, width)), repeats)
@@ -83,13 +92,9 @@ def measure(config: Path, num_landmarks: int, repeats: int) -> dict[str, float]:
             patch_w, patch_h = stage.patch_size
             result[f'infer_{key}_ms_per_image'] = 1000 * _seconds(
                 lambda: patch_network(stage)(torch.randn(num_landmarks, 3, patch_h, patch_w)), repeats)
-    patch_ids = {id(p) for _, stage in stages for p in stage.parameters()}
-    result['parameters_global_M'] = sum(p.numel() for p in model.parameters() if id(p) not in patch_ids) / 1e6
-    for key, stage in stages:
-        result[f'parameters_{key}_M'] = sum(p.numel() for p in stage.parameters()) / 1e6
     result.update(batch=batch, patches_per_image=int(model.refine_train['patches_per_image']),
                   precision=' / '.join(f'{phase} {model.precision[phase]}' for phase in ('train', 'test')),
-                  channels_last=model.channels_last,
+                  channels_last=model.channels_last, batch_norms_folded=fold_batch_norms,
                   threads=torch.get_num_threads(), stages=[key for key, _ in stages])
     return result
 
@@ -101,8 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help='cascade config (default: %(default)s)')
     parser.add_argument('--num-landmarks', type=int, default=19, help='K (default: %(default)s; 38 for CL-Detection)')
     parser.add_argument('--repeats', type=int, default=5, help='timed repetitions (default: %(default)s)')
+    parser.add_argument('--no-fold-batch-norms', dest='fold_batch_norms', action='store_false',
+                        help='time inference with the batch norms as trained (step 4) instead of folded into their '
+                             'convolutions (step 5)')
     args = parser.parse_args(argv)
-    result = measure(args.config, args.num_landmarks, args.repeats)
+    result = measure(args.config, args.num_landmarks, args.repeats, args.fold_batch_norms)
     stages = result['stages']
     print(f'{args.config.name}, K={args.num_landmarks}, {result["threads"]} threads, precision {result["precision"]}'
           f'{", channels-last" if result["channels_last"] else ""}: parameters global '
@@ -113,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + f' ({result["patches_per_image"]} local patches per image, batch {result["batch"]})')
     print('inference, per image: global ' + f'{result["infer_global_ms_per_image"]:.0f} ms + ' + ' + '.join(
         f'{key} {result[f"infer_{key}_ms_per_image"]:.0f} ms' for key in stages)
-        + f' ({args.num_landmarks} patches per patch stage)')
+        + f' ({args.num_landmarks} patches per patch stage; batch norms '
+          f'{"folded into the convolutions" if result["batch_norms_folded"] else "as trained"})')
     return 0
 
 

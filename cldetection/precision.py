@@ -1,4 +1,5 @@
-"""How the cascade's backbones run on a CPU: memory layout (channels-last) and number format (bfloat16).
+"""How the cascade's backbones run on a CPU: memory layout (channels-last), number format (bfloat16), and batch
+norms folded into their convolutions for prediction.
 
 Both are speed settings of :class:`cldetection.cascade.CascadeLandmarkEstimator` (its ``channels_last`` and
 ``precision`` arguments); neither changes what the model is, and one checkpoint serves every setting.
@@ -14,6 +15,10 @@ Both are speed settings of :class:`cldetection.cascade.CascadeLandmarkEstimator`
   instructions masked (``ONEDNN_MAX_CPU_ISA=AVX512_CORE``) it is 1.5 x slower than float32 and on an AVX2-only
   CPU (``ONEDNN_MAX_CPU_ISA=AVX2``) 7 x slower. ``'auto'`` picks it only where the hardware has it
   (docs/accuracy.md, "CPU speed settings", has the accuracy each setting gives).
+* **Folded batch norms** (prediction only, :func:`fold_batch_norms`): in eval mode a batch norm is a fixed
+  per-channel scale and shift, which can be multiplied into the convolution before it, so a network with narrow
+  layers (HRNet-S: 16-48 channels) saves one pass over every feature map per convolution. The same function up to
+  float rounding; the model can no longer be trained.
 """
 from __future__ import annotations
 
@@ -85,5 +90,24 @@ def float32_features(features: torch.Tensor | tuple | list) -> torch.Tensor | tu
     return type(features)(float32_features(f) for f in features)
 
 
+def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every batch norm that follows a convolution into that convolution (MMCV's ``fuse_conv_bn``: the batch
+    norm becomes ``nn.Identity``), in place, for prediction only: the folded model computes what the eval-mode model
+    computed, and cannot be trained. Convolutions whose weights were channels-last stay channels-last."""
+    from mmcv.cnn import fuse_conv_bn
+
+    if model.training:
+        raise ValueError('fold_batch_norms: the model is in training mode; folding uses the running statistics '
+                         'of eval mode (call model.eval() first)')
+    channels_last = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Conv2d)
+                     and module.weight.is_contiguous(memory_format=torch.channels_last)
+                     and not module.weight.is_contiguous()}
+    fuse_conv_bn(model)
+    for name, module in model.named_modules():
+        if name in channels_last:
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 __all__ = ('PRECISIONS', 'backbone_autocast', 'check_precision', 'cpu_has_bf16_hardware', 'float32_features',
-           'phase_precisions', 'uses_bf16')
+           'fold_batch_norms', 'phase_precisions', 'uses_bf16')

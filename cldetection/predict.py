@@ -33,6 +33,7 @@ from .dataset import whole_image_bbox
 from .errors import check_output_file, fail, first_line
 from .landmarks import cephalometric_metainfo
 from .metric import DEFAULT_RADII, format_table, radial_errors_mm, summarize_errors, write_csv
+from .precision import fold_batch_norms as fold_into_convolutions
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +166,12 @@ class LandmarkPredictor:
         checkpoint_file: its weights (an MMEngine ``.pth`` checkpoint).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: slices per forward pass (default 1 on CPU, 8 on CUDA).
+        fold_batch_norms: fold the batch norms into their convolutions (a speed setting; the same predictions up
+            to float rounding, see :func:`cldetection.precision.fold_batch_norms`).
     """
 
     def __init__(self, config_file: str | Path, checkpoint_file: str | Path, device: str = 'auto',
-                 batch_size: Optional[int] = None) -> None:
+                 batch_size: Optional[int] = None, fold_batch_norms: bool = True) -> None:
         from mmengine.dataset import Compose
         from mmengine.runner.checkpoint import load_state_dict
         from mmpose.apis import init_model
@@ -190,6 +193,8 @@ class LandmarkPredictor:
         load_state_dict(model, state, strict=True)
         model.dataset_meta = _dataset_meta(cfg, checkpoint)
         self.model = model.to(self.device).eval()
+        if fold_batch_norms:
+            fold_into_convolutions(self.model)
         self.num_landmarks = int(model.dataset_meta['num_keypoints'])
         self.pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
         self.load_seconds = time.perf_counter() - started

@@ -782,7 +782,7 @@ def test_step1_and_the_cost_benchmark_report_every_patch_stage(tmp_path) -> None
     assert checked['middle_input'] == [38, 3, 64, 64] and checked['middle_output'] == [38, 38, 16, 16]
     assert checked['local_input'] == [38, 3, 64, 64] and checked['local_output'] == [38, 38, 16, 16]
     cost = measure(config, num_landmarks=38, repeats=1)
-    assert cost['stages'] == ['middle', 'local']
+    assert cost['stages'] == ['middle', 'local'] and cost['batch_norms_folded']
     for key in ('global', 'middle', 'local'):
         assert cost[f'train_{key}_s_per_image'] > 0 and cost[f'infer_{key}_ms_per_image'] > 0
     assert cost['parameters_middle_M'] > 0 and cost['parameters_local_M'] > 0
@@ -860,14 +860,14 @@ def test_precision_can_differ_between_training_and_prediction() -> None:
             MODELS.build(cfg.model)
 
 
-def _predictor_with(checkpoint: Path, folder: Path, **model: object):
+def _predictor_with(checkpoint: Path, folder: Path, fold_batch_norms: bool = True, **model: object):
     """Step 5's predictor for the tiny cascade's checkpoint through a config that changes ``model`` settings."""
     from cldetection.predict import LandmarkPredictor
 
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / 'tiny_cascade_variant.py'
     config.write_text(f'_base_ = {str(TINY_CASCADE)!r}\nmodel = dict({", ".join(f"{k}={v!r}" for k, v in model.items())})\n')
-    return LandmarkPredictor(config, checkpoint, device='cpu')
+    return LandmarkPredictor(config, checkpoint, device='cpu', fold_batch_norms=fold_batch_norms)
 
 
 def _test_image(coco: Path) -> np.ndarray:
@@ -903,6 +903,51 @@ def test_channels_last_layout_predicts_what_the_default_layout_predicts(trained_
     # torch build), so the bound is on nearly all points, not on every one
     moved = np.linalg.norm(fast.predict_images([image]) - plain.predict_images([image]), axis=-1)
     assert np.median(moved) < 1e-3 and np.mean(moved < 1.0) >= 0.9
+
+
+def test_folded_batch_norms_predict_what_the_batch_norms_predict(trained_cascade, tmp_path) -> None:
+    """Step 5 folds every batch norm into its convolution: no batch norm is left, the layout stays channels-last,
+    and the heatmaps and landmarks are those of the unfolded model up to float rounding."""
+    import torch
+
+    coco, checkpoint = trained_cascade
+    image = _test_image(coco)
+    folded = _predictor_with(checkpoint, tmp_path / 'folded', precision='fp32')
+    plain = _predictor_with(checkpoint, tmp_path / 'plain', fold_batch_norms=False, precision='fp32')
+    norms = [m for m in plain.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) > 20  # the running statistics the folding has to carry over are not trivial
+    assert not any(torch.allclose(m.running_var, torch.ones_like(m.running_var)) for m in norms[:5])
+    assert not [m for m in folded.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    conv = folded.model.refine_backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    torch.manual_seed(0)
+    inputs = torch.randn(2, 3, 160, 128) * 50
+    patches = np.random.default_rng(0).integers(0, 256, (38, 1, 64, 64), dtype=np.uint8)
+    with torch.no_grad():
+        for model in (folded.model, plain.model):
+            model.heatmaps = (model.head.forward(model.extract_feat(inputs)), model._refine_forward(patches))
+    for folded_maps, plain_maps in zip(folded.model.heatmaps, plain.model.heatmaps):
+        torch.testing.assert_close(folded_maps, plain_maps, rtol=1e-4, atol=1e-5)
+    # as for the layouts above: the 2-epoch model's flat heatmaps may flip a tied argmax, so nearly all points
+    moved = np.linalg.norm(folded.predict_images([image]) - plain.predict_images([image]), axis=-1)
+    assert np.median(moved) < 1e-3 and np.mean(moved < 1.0) >= 0.9
+
+
+def test_folding_batch_norms_refuses_a_model_in_training_mode() -> None:
+    import torch
+
+    from cldetection.precision import fold_batch_norms
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    with pytest.raises(ValueError, match='training mode'):
+        fold_batch_norms(model)
+    model[1].running_mean.fill_(2.0)
+    model[1].running_var.fill_(4.0)
+    x = torch.randn(1, 3, 8, 8)
+    expected = model.eval()(x)
+    fold_batch_norms(model)
+    assert isinstance(model[1], torch.nn.Identity)
+    torch.testing.assert_close(model(x), expected)
 
 
 def test_bf16_runs_both_backbones_in_bfloat16_and_the_rest_in_float32(trained_cascade, tmp_path) -> None:
