@@ -54,13 +54,12 @@ def all_reads(config: Path, checkpoint: Path, data_root: Optional[str], split: s
         centers = to_reduced(coarse, scale)
         patches, _ = model._cut_inputs(model._source_levels(source, stage, reduction), centers, extent, stage=stage)
         with torch.no_grad():
-            heatmaps = model._refine_forward(patches, stage).float().cpu().numpy()
+            heatmaps = model._refine_forward(patches, stage)
         distance = np.linalg.norm(coarse[:, None] - coarse[None], axis=2) * spacing
         reads = np.full((len(coarse), len(coarse), 2), np.nan)
-        for k, j in np.argwhere(distance <= MAX_DISTANCE_MM):
-            local = stage.head.decoder.decode(heatmaps[k, j][None])[0][0]
-            found = model._patch_estimates(local, centers[k:k + 1], extent, stage)
-            reads[k, j] = from_reduced(found, scale)[0]
+        pairs = np.argwhere(distance <= MAX_DISTANCE_MM)  # (k, j): landmark j off patch k, its own patch included
+        reads[pairs[:, 0], pairs[:, 1]] = from_reduced(
+            model.reads_off_patches(heatmaps, pairs, centers, extent, stage), scale)
         images.append(dict(truth=truth, coarse=coarse, reads=reads, distance=distance, spacing=spacing))
     return images
 

@@ -530,6 +530,15 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         refined[lost] = np.nan
         return refined
 
+    @classmethod
+    def reads_off_patches(cls, heatmaps: torch.Tensor, pairs: np.ndarray, centers: np.ndarray, extent: float,
+                          stage: PatchStage) -> np.ndarray:
+        """Landmark ``j`` read off the patch centred on ``centers[k]`` for each row ``(k, j)`` of ``pairs``, from
+        the patches' heatmaps (``patches x K x h x w``): ``P x 2`` pixels of the stage's source, NaN where lost."""
+        maps = heatmaps[torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])].float().cpu().numpy()
+        local = np.stack([stage.head.decoder.decode(m[None])[0][0, 0] for m in maps])
+        return cls._patch_estimates(local, centers[pairs[:, 0]], extent, stage)
+
     def _with_neighbour_estimates(self, refined: np.ndarray, heatmaps: torch.Tensor, centers: np.ndarray,
                                   extent: float, radius: float, stage: PatchStage) -> np.ndarray:
         """``test.neighbours``: every patch has a heatmap of every landmark (the local stage is trained on all
@@ -542,9 +551,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         pairs = np.argwhere((distance <= radius) & ~np.eye(num, dtype=bool))
         if len(pairs) == 0:
             return refined
-        maps = heatmaps[torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1])].float().cpu().numpy()
-        local = np.stack([stage.head.decoder.decode(m[None])[0][0, 0] for m in maps])
-        others = self._patch_estimates(local, centers[pairs[:, 0]], extent, stage)
+        others = self.reads_off_patches(heatmaps, pairs, centers, extent, stage)
         total = np.where(np.isfinite(refined), refined, 0.0)
         count = np.isfinite(refined).all(axis=1).astype(np.float64)
         found = np.isfinite(others).all(axis=1)

@@ -1,8 +1,9 @@
 """How the cascade's backbones run on a CPU: memory layout (channels-last), number format (bfloat16), and batch
 norms folded into their convolutions for prediction.
 
-Both are speed settings of :class:`cldetection.cascade.CascadeLandmarkEstimator` (its ``channels_last`` and
-``precision`` arguments); neither changes what the model is, and one checkpoint serves every setting.
+The first two are speed settings of :class:`cldetection.cascade.CascadeLandmarkEstimator` (its ``channels_last``
+and ``precision`` arguments), the third is step 5's (:class:`cldetection.predict.LandmarkPredictor`); none changes
+what the model is, and one checkpoint serves every setting.
 
 * **Channels-last** (NHWC) lets oneDNN run the convolutions without reordering each tensor to its blocked layout
   and back: the same float32 arithmetic, in a different order. On 2 cores (``python -m benchmarks.cascade_cost
@@ -17,8 +18,8 @@ Both are speed settings of :class:`cldetection.cascade.CascadeLandmarkEstimator`
   (docs/accuracy.md, "CPU speed settings", has the accuracy each setting gives).
 * **Folded batch norms** (prediction only, :func:`fold_batch_norms`): in eval mode a batch norm is a fixed
   per-channel scale and shift, which can be multiplied into the convolution before it, so a network with narrow
-  layers (HRNet-S: 16-48 channels) saves one pass over every feature map per convolution. The same function up to
-  float rounding; the model can no longer be trained.
+  layers (the cascade's HRNets: 24-256 channels) saves one pass over every feature map per convolution. The same
+  function up to float rounding; the model can no longer be trained.
 """
 from __future__ import annotations
 
@@ -99,14 +100,9 @@ def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
     if model.training:
         raise ValueError('fold_batch_norms: the model is in training mode; folding uses the running statistics '
                          'of eval mode (call model.eval() first)')
-    channels_last = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Conv2d)
-                     and module.weight.is_contiguous(memory_format=torch.channels_last)
-                     and not module.weight.is_contiguous()}
-    fuse_conv_bn(model)
-    for name, module in model.named_modules():
-        if name in channels_last:
-            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
-    return model
+    # the folded weight is the old one times a per-channel factor: an element-wise product, which keeps the memory
+    # format, so channels-last weights stay channels-last (tested)
+    return fuse_conv_bn(model)
 
 
 __all__ = ('PRECISIONS', 'backbone_autocast', 'check_precision', 'cpu_has_bf16_hardware', 'float32_features',
