@@ -12,6 +12,7 @@ compat.apply()
 from .cascade import (AntiAliasTopdownAffine, CascadeLandmarkEstimator, KeepSourceImage,  # noqa: E402
                       LocalStageScheduleHook)
 from .dataset import CephalometricDataset  # noqa: E402  (registration needs compat applied first)
+from .ensemble import LandmarkEnsemble  # noqa: E402
 from .hooks import EpochSeedHook  # noqa: E402
 from .losses import SumOfLosses  # noqa: E402
 from .metric import CephalometricMetric  # noqa: E402
@@ -19,5 +20,5 @@ from .transforms import PackCephalometricInputs, RandomElasticDeform, RandomXRay
 
 __version__ = '0.1.0'
 __all__ = ['AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'CephalometricDataset', 'CephalometricMetric',
-           'EpochSeedHook', 'KeepSourceImage', 'LocalStageScheduleHook', 'PackCephalometricInputs',
+           'EpochSeedHook', 'KeepSourceImage', 'LandmarkEnsemble', 'LocalStageScheduleHook', 'PackCephalometricInputs',
            'RandomElasticDeform', 'RandomXRayIntensity', 'SumOfLosses', '__version__']

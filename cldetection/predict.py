@@ -186,7 +186,9 @@ class LandmarkPredictor:
         checkpoint = _read_checkpoint(self.checkpoint_file)
         state = _state_dict(checkpoint, self.checkpoint_file)
         try:
-            model = init_model(cfg, checkpoint=None, device='cpu')
+            # cfg_options={} (not None): init_model's own pretrained switch reads cfg.model.backbone, which a
+            # LandmarkEnsemble's model has not; _load_config has already switched every Pretrained init_cfg off
+            model = init_model(cfg, checkpoint=None, device='cpu', cfg_options={})
         except Exception as err:
             fail(self.config_file, f'cannot build the model: {type(err).__name__}: {first_line(err)}')
         _check_weights_fit(model, state, self.checkpoint_file, self.config_file)

@@ -3,6 +3,8 @@ cleanly when it is absent."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 import cldetection  # noqa: F401  (applies compat + registers modules before any mmpose import)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_CASCADE = REPO_ROOT / 'cldetection_configs' / 'tiny_cascade_cpu.py'
 SHARED_DATA = Path(os.environ.get('CLDETECTION_SHARED_DATA', REPO_ROOT.parent / 'shared' / 'data'))
 
 
@@ -69,3 +72,22 @@ def make_challenge_stack(folder: Path, num_slices: int = 4, num_landmarks: int =
 @pytest.fixture
 def small_stack(tmp_path: Path) -> tuple[Path, Path]:
     return make_challenge_stack(tmp_path / 'challenge')
+
+
+@pytest.fixture(scope='session')
+def trained_cascade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Step 3 (the real command line) trains the tiny cascade for 2 epochs on tiny synthetic data: the prepared
+    dataset folder and the best checkpoint (one training for test_cascade.py and test_ensemble.py)."""
+    from test_train import STEP3, _env, make_tiny_coco
+
+    folder = tmp_path_factory.mktemp('cascade')
+    coco = make_tiny_coco(folder)
+    work_dir = folder / 'work'
+    proc = subprocess.run([sys.executable, str(STEP3), str(TINY_CASCADE), '--work-dir', str(work_dir), '--seed', '0',
+                           '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
+                           'train_cfg.max_epochs=2', 'train_cfg.val_interval=2'],
+                          cwd=folder, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = next(work_dir.glob('*/*.log')).read_text()
+    assert 'loss_refine' in log  # both stages train
+    return coco, next(work_dir.glob('best_MRE_epoch_*.pth'))

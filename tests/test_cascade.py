@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import TINY_CASCADE  # the trained_cascade fixture (conftest) trains this config
 from test_train import one_torch_thread  # noqa: F401
 
 from cldetection.cascade import (AntiAliasTopdownAffine, KeepSourceImage, area_downscale, cut_patches, from_reduced,
@@ -111,25 +112,6 @@ def test_keep_source_image_stores_a_reduced_grey_copy() -> None:
 
 
 # ------------------------------------------------------------------------------ the model, end to end
-TINY_CASCADE = Path(__file__).resolve().parents[1] / 'cldetection_configs' / 'tiny_cascade_cpu.py'
-
-
-@pytest.fixture(scope='module')
-def trained_cascade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Step 3 (the real command line) trains the tiny cascade for 2 epochs on tiny synthetic data."""
-    from test_train import STEP3, _env, make_tiny_coco
-
-    folder = tmp_path_factory.mktemp('cascade')
-    coco = make_tiny_coco(folder)
-    work_dir = folder / 'work'
-    proc = subprocess.run([sys.executable, str(STEP3), str(TINY_CASCADE), '--work-dir', str(work_dir), '--seed', '0',
-                           '--cfg-options', f'data_root={coco}', 'train_dataloader.batch_size=2',
-                           'train_cfg.max_epochs=2', 'train_cfg.val_interval=2'],
-                          cwd=folder, env=_env(), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = next(work_dir.glob('*/*.log')).read_text()
-    assert 'loss_refine' in log  # both stages train
-    return coco, next(work_dir.glob('best_MRE_epoch_*.pth'))
 
 
 def test_step4_scores_the_refined_landmarks_and_can_score_the_global_stage(trained_cascade, tmp_path) -> None:
