@@ -169,7 +169,8 @@ def result_rows(result: dict) -> list[dict[str, str]]:
             'Infer ms/img': f'{result["inference"]["ms_per_image"]:.0f}',
             'Train peak RSS GiB': f'{result["training"]["peak_rss_bytes"] / 2 ** 30:.2f}',
             'Hardware': hardware_label(result['hardware']),
-            'Commit': result['git_commit'][:12] + ('+dirty' if result['git_commit'].endswith('+dirty') else ''),
+            # 12 hex digits at most, then the +dirty mark (a short hash kept whole: 'f954cfe+dirty', not 'f954cfe+dirt+dirty')
+            'Commit': result['git_commit'].removesuffix('+dirty')[:12] + ('+dirty' if result['git_commit'].endswith('+dirty') else ''),
         })
     return rows
 

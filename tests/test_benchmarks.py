@@ -148,6 +148,14 @@ def test_a_shortened_run_says_so_in_its_budget_cell() -> None:
     assert results.result_rows(result)[0]['Budget'] == 'config, 40 ep, train+valid'
 
 
+def test_commit_cell_keeps_the_dirty_mark_of_short_and_full_hashes() -> None:
+    result = copy.deepcopy(_fake_result())
+    for commit, cell in [('f954cfe+dirty', 'f954cfe+dirty'), ('abcdef1234567', 'abcdef123456'),
+                         ('a' * 40 + '+dirty', 'a' * 12 + '+dirty'), ('unknown', 'unknown')]:
+        result['git_commit'] = commit
+        assert results.result_rows(result)[0]['Commit'] == cell
+
+
 # ------------------------------------------------------------------------------------ --train-on-valid
 def _coco(ids: list[int]) -> dict:
     return {'images': [{'id': i, 'file_name': f'{i}.png', 'width': 8, 'height': 8, 'spacing': 0.1} for i in ids],
@@ -724,3 +732,28 @@ def test_patch_reads_refuses_missing_files_and_non_positive_radii(tmp_path, caps
     with pytest.raises(SystemExit) as exit_info:
         patch_reads.main([str(tmp_path / 'config.py'), str(tmp_path / 'ckpt.pth'), '--radii-mm', '0'])
     assert exit_info.value.code == 2 and 'radii must be > 0' in capsys.readouterr().err
+
+
+def test_shape_prior_recovers_a_landmark_the_others_determine_and_bounds_blending(tmp_path: Path) -> None:
+    """Landmark 0 is the midpoint of landmarks 1 and 2 (plus 0.05 mm noise): the prior predicts it from them
+    to ~0.05 mm; blended with a model that errs by 2 mm there, the oracle blend beats both."""
+    from benchmarks.shape_prior import (blend_report, cross_validated_error, fit_conditional_landmark,
+                                        labelled_shapes, shape_prior_estimates)
+
+    rng = np.random.default_rng(0)
+    others = rng.normal([[50, 60], [90, 80], [70, 120]], 5, size=(80, 3, 2))
+    shapes = np.concatenate([(others[:, :2].mean(1) + rng.normal(0, 0.05, (80, 2)))[:, None], others], axis=1)
+    predicted = fit_conditional_landmark(shapes[:60], 0, alpha=1.0)(shapes[60:])
+    assert np.linalg.norm(predicted - shapes[60:, 0], axis=1).mean() < 0.15
+    assert cross_validated_error(shapes, 1.0) < cross_validated_error(shapes, 1e6)  # over-regularised: the mean
+    truth = shapes[60:]
+    estimates = truth.copy()
+    estimates[:, 0] += rng.normal(0, 2.0, (20, 2))  # the model misses landmark 0 only
+    report = blend_report(estimates, shape_prior_estimates(shapes[:60], estimates, 1.0), truth)
+    assert report['oracle per-landmark blend'] < min(report['model'], report['prior'])
+    # the COCO reader: pixels times each image's spacing
+    coco = {'images': [{'id': 1, 'spacing': 0.1}, {'id': 2, 'spacing': 0.2}],
+            'annotations': [{'image_id': i, 'keypoints': [10, 20, 2, 30, 40, 2]} for i in (1, 2)]}
+    (tmp_path / 'train.json').write_text(json.dumps(coco))
+    np.testing.assert_allclose(labelled_shapes([tmp_path / 'train.json']),
+                               [[[1, 2], [3, 4]], [[2, 4], [6, 8]]])
