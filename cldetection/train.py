@@ -66,6 +66,9 @@ def build_train_config(config: str | Path, *, work_dir: Optional[str | Path] = N
             ``last_checkpoint``) is the model.
     """
     cfg = load_config(config, cfg_options)
+    if isinstance(cfg.get('model'), dict) and cfg.model.get('type') == 'LandmarkEnsemble':
+        fail(config, 'is an ensemble of trained models (python -m cldetection.ensemble), which only predicts; '
+                     'train each member with its own config')
     cfg.launcher = launcher
     cfg.work_dir = str(work_dir if work_dir is not None else cfg.get('work_dir') or default_work_dir(config))
 

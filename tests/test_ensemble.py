@@ -105,6 +105,18 @@ def test_an_ensemble_does_not_train() -> None:
         MODELS.build(ensemble_model_cfg(load_config(TINY_CASCADE).model, 1))
 
 
+def test_step3_refuses_to_train_an_ensemble_in_one_line(two_models, tmp_path, capsys) -> None:
+    from test_train import STEP3, assert_one_line_error, load_script
+
+    from cldetection.ensemble import combine_checkpoints
+
+    _, first, second = two_models
+    config, _ = combine_checkpoints(TINY_CASCADE, [first, second], tmp_path / 'ensemble')
+    assert_one_line_error(load_script(STEP3).main, [str(config), '--work-dir', str(tmp_path / 'work')],
+                          'is an ensemble of trained models', capsys)
+    assert not (tmp_path / 'work').exists()
+
+
 def _run_cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, '-m', 'cldetection.ensemble', *map(str, args)], cwd=REPO_ROOT, env=_env(),
                           capture_output=True, text=True, timeout=300)
