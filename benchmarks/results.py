@@ -157,6 +157,7 @@ def budget_label(result: dict) -> str:
 def result_rows(result: dict) -> list[dict[str, str]]:
     """The ``RESULTS.md`` rows of one validated result: one per test ground truth, the primary first."""
     names = [result['primary_ground_truth']] + [n for n in result['metrics'] if n != result['primary_ground_truth']]
+    commit = result['git_commit']
     rows = []
     for name in names:
         m = result['metrics'][name]
@@ -169,8 +170,8 @@ def result_rows(result: dict) -> list[dict[str, str]]:
             'Infer ms/img': f'{result["inference"]["ms_per_image"]:.0f}',
             'Train peak RSS GiB': f'{result["training"]["peak_rss_bytes"] / 2 ** 30:.2f}',
             'Hardware': hardware_label(result['hardware']),
-            # 12 hex digits at most, then the +dirty mark (a short hash kept whole: 'f954cfe+dirty', not 'f954cfe+dirt+dirty')
-            'Commit': result['git_commit'].removesuffix('+dirty')[:12] + ('+dirty' if result['git_commit'].endswith('+dirty') else ''),
+            # 12 hex digits at most, then the +dirty mark ('f954cfe+dirty' stays whole, not 'f954cfe+dirt+dirty')
+            'Commit': commit.removesuffix('+dirty')[:12] + ('+dirty' if commit.endswith('+dirty') else ''),
         })
     return rows
 

@@ -86,24 +86,20 @@ def blend_report(estimates: np.ndarray, prior: np.ndarray, truth: np.ndarray) ->
 
 def test_predictions(config: Path, checkpoint: Path, data_root: Optional[str], split: str
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """The model's estimates and the ground truth of ``split`` (``M x K x 2``, mm), as step 4 tests them."""
-    import torch
-
+    """The model's estimates and the ground truth of ``split`` (``M x K x 2``, mm), as step 4 tests them (step 4's
+    own ``PredictionCollector`` on its test runner)."""
     import cldetection  # noqa: F401  (registers the modules, applies the compat fixes)
-    from cldetection.evaluate import build_test_runner
+    from cldetection.evaluate import PredictionCollector, build_test_runner
 
     options = {} if data_root is None else {'data_root': data_root}
-    estimates, truth = [], []
     with tempfile.TemporaryDirectory() as tmp:
         runner = build_test_runner(config, checkpoint, split=split, out_dir=Path(tmp), cfg_options=options)
-        runner.model.eval()
-        with torch.no_grad():
-            for batch in runner.test_loop.dataloader:
-                for sample in runner.model.test_step(batch):
-                    spacing = float(sample.metainfo['spacing'])
-                    estimates.append(np.asarray(sample.pred_instances.keypoints, dtype=np.float64)[0] * spacing)
-                    truth.append(np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0] * spacing)
-    return np.stack(estimates), np.stack(truth)
+        collector = PredictionCollector()
+        runner.register_hook(collector, priority='LOWEST')
+        runner.test()
+    predictions = collector.predictions
+    return (np.stack([p.pred * p.spacing for p in predictions]),
+            np.stack([p.gt * p.spacing for p in predictions]))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

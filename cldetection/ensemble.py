@@ -57,8 +57,9 @@ class LandmarkEnsemble(BaseModel):
             raise ValueError('LandmarkEnsemble members cannot be ensembles themselves')
         super().__init__(data_preprocessor=copy.deepcopy(data_preprocessor or member.get('data_preprocessor')),
                          init_cfg=init_cfg)
+        # train_cfg / test_cfg are accepted because MMPose's init_model sets model.train_cfg on any config; the
+        # members' own test_cfg is what they predict with
         self.members = torch.nn.ModuleList(MODELS.build(copy.deepcopy(member)) for _ in range(int(num_members)))
-        self.test_cfg = dict(test_cfg or {})
         self._dataset_meta: Optional[dict] = None
 
     @property
@@ -88,23 +89,19 @@ class LandmarkEnsemble(BaseModel):
     def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
         """Each member's prediction of the batch, then their mean in the first member's result samples."""
         per_member = []
-        results = None
         for member in self.members:
             # MMPose's predict writes a new pred_instances into the samples it is given and returns them: keep
             # each member's pred_instances before the next member replaces it
             results = member.predict(inputs, data_samples)
             per_member.append([sample.pred_instances for sample in results])
-        merged = []
-        for index, sample in enumerate(results):
-            instances = [preds[index] for preds in per_member]
+        for sample, instances in zip(results, zip(*per_member)):
             mean = instances[0].clone()
             for name in AVERAGED_FIELDS:
                 if all(name in inst for inst in instances):
                     values = np.mean([np.asarray(inst.get(name), dtype=np.float64) for inst in instances], axis=0)
                     mean.set_field(values.astype(np.float32), name)
             sample.pred_instances = mean
-            merged.append(sample)
-        return merged
+        return results
 
 
 if __name__ != '__main__':
