@@ -23,7 +23,9 @@ An optional **middle stage** (``middle=dict(...)``, a second patch stage of the 
 coarser, wider patches (e.g. 0.4 mm per pixel over 38 mm, cut from a copy of the source reduced once more by area
 averaging, see :meth:`PatchStage.reduction`), trained on offsets as large as the global stage's errors, so that the
 local stage starts close enough to its landmark to find it. The local stage, trained on small offsets, stays
-precise; trained on large ones itself, it loses that precision.
+precise; trained on large ones itself, it loses that precision. With ``train=dict(start='previous_stage')`` the
+local stage's training patches are centred where the middle stage puts the landmark (its real error, not a
+Gaussian guess of it), plus the local stage's own, smaller ``jitter_mm``.
 
 The global stage sees the radiograph through :class:`AntiAliasTopdownAffine`, MMPose's ``TopdownAffine``
 with area averaging before large downscales (an 8x bilinear warp of a 2400-pixel image aliases noise and thin
@@ -49,6 +51,11 @@ from mmpose.structures.bbox import get_udp_warp_matrix
 from .config_utils import maps_per_landmark
 from .precision import backbone_autocast, float32_features, phase_precisions, uses_bf16
 from .transforms import RandomElasticDeform, RandomXRayIntensity
+
+#: Where a patch stage's training patches are centred before its own random offset (``train.start``): on the
+#: ground truth, or on the estimate of the patch stage before it (see
+#: :meth:`CascadeLandmarkEstimator._previous_stage_offsets`).
+TRAINING_STARTS: tuple[str, ...] = ('truth', 'previous_stage')
 
 #: ``results`` keys that :class:`KeepSourceImage` adds and ``PackCephalometricInputs`` must keep.
 SOURCE_META_KEYS: tuple[str, ...] = ('source_img', 'source_factor')
@@ -200,8 +207,12 @@ class PatchStage:
             raise ValueError(f'CascadeLandmarkEstimator: {name}.context must be 3 positive integers (one per input '
                              f'channel) starting with 1 (the patch itself), got {context!r}')
         self.train = dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0,
-                          scale_range=(0.9, 1.1), intensity=dict(prob=0.5), deform=None, loss_weight=1.0)
+                          scale_range=(0.9, 1.1), intensity=dict(prob=0.5), deform=None, loss_weight=1.0,
+                          start='truth')
         self.train.update(cfg.pop('train', {}))
+        if self.train['start'] not in TRAINING_STARTS:
+            raise ValueError(f'CascadeLandmarkEstimator: {name}.train.start must be one of {TRAINING_STARTS}, got '
+                             f"{self.train['start']!r}")
         self.test = dict(iterations=1, shift=0.0, neighbours=0.0)
         self.test.update(cfg.pop('test', {}))
         if cfg:
@@ -270,7 +281,10 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                             rotate_deg=10.0, scale_range=(0.9, 1.1), intensity=dict(prob=0.5),
                             deform=None,          # or dict(axis_scale=, elastic_sd=, grid=, prob=): per-axis
                                                   # scale + elastic field per patch (RandomElasticDeform's)
-                            loss_weight=1.0),
+                            loss_weight=1.0,
+                            start='truth'),       # or 'previous_stage' (the local stage behind a middle
+                                                  # one): the offset is the middle stage's own error, then
+                                                  # jitter_mm more (see _previous_stage_offsets)
                  test=dict(iterations=1,          # refinements, each centred on the previous estimate
                            shift=0.0,             # > 0: also 4 patches moved +-shift x patch side, averaged
                            neighbours=0.0))       # > 0: also read landmark j off every other landmark's
@@ -314,6 +328,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         #: the local stage (the last patch stage)
         self.local_stage = PatchStage('refine', refine, self.refine_backbone, self.refine_head)
         stages.append(self.local_stage)
+        if stages[0].train['start'] == 'previous_stage':
+            raise ValueError(f"CascadeLandmarkEstimator: {stages[0].name}.train.start='previous_stage' needs a patch "
+                             'stage before it (a middle stage)')
         #: the patch stages in the order they refine: (middle,) local
         self.patch_stages: tuple[PatchStage, ...] = tuple(stages)
         #: set by LocalStageScheduleHook: the patch stages no longer train (no patches cut, no loss)
@@ -444,6 +461,8 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                            'in mm; use CephalometricDataset and PackCephalometricInputs')
         spacing = float(meta['spacing'])
         jitter = np.random.normal(0.0, cfg['jitter_mm'] / spacing / (factor * reduction), (len(chosen), 2))
+        if cfg['start'] == 'previous_stage':
+            jitter += self._previous_stage_offsets(stage, sample, chosen, extent)
         jitter = np.clip(jitter, -cfg['max_offset'] * extent, cfg['max_offset'] * extent)
         rotations = np.random.uniform(-cfg['rotate_deg'], cfg['rotate_deg'], len(chosen))
         extents = extent * np.random.uniform(*cfg['scale_range'], len(chosen))
@@ -461,6 +480,43 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             heatmaps.append(encoded['heatmaps'])
             weights.append(encoded['keypoint_weights'][0])
         return patches, np.stack(heatmaps), np.stack(weights)
+
+    def _previous_stage_offsets(self, stage: PatchStage, sample, chosen: np.ndarray, extent: float) -> np.ndarray:
+        """``train.start='previous_stage'``: the error the patch stage before ``stage`` makes on the ``chosen``
+        landmarks of this training sample, as offsets in pixels of ``stage``'s first level (``P x 2``; 0 where
+        it lost the landmark or missed by more than ``stage``'s ``max_offset``).
+
+        The previous stage refines, without gradient and in eval mode as at test time, from the truth moved by
+        its own training offset (``jitter_mm``, which stands in for the error of the stage before it). Why: a
+        Gaussian offset around the truth is a guess of the error ``stage`` must correct; the previous stage's
+        own estimates carry its real error, with its direction along a contour and its per-landmark bias. On
+        training images that error is smaller than on new images (the previous stage has seen them), so
+        ``stage``'s own ``jitter_mm`` still adds to it.
+        """
+        previous = self.patch_stages[self.patch_stages.index(stage) - 1]
+        meta = sample.metainfo
+        source, factor = meta['source_img'], int(meta['source_factor'])
+        keypoints = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0][chosen]
+        previous_reduction = previous.reduction(factor)
+        previous_extent = previous.level_extent(factor)
+        cfg = previous.train
+        start_offset = np.random.normal(0.0, cfg['jitter_mm'] / float(meta['spacing']) / (factor * previous_reduction),
+                                        (len(chosen), 2))
+        start_offset = np.clip(start_offset, -cfg['max_offset'] * previous_extent, cfg['max_offset'] * previous_extent)
+        starts = to_reduced(keypoints, factor * previous_reduction) + start_offset
+        modes = [module.training for module in (previous.backbone, previous.head)]
+        previous.backbone.eval()
+        previous.head.eval()
+        try:
+            estimates, _ = self._refine_once(starts, self._source_levels(source, previous, previous_reduction),
+                                             previous_extent, previous, landmarks=chosen)
+        finally:
+            previous.backbone.train(modes[0])
+            previous.head.train(modes[1])
+        scale = factor * stage.reduction(factor)
+        offsets = to_reduced(from_reduced(estimates, factor * previous_reduction), scale) - to_reduced(keypoints, scale)
+        usable = np.isfinite(offsets).all(axis=1) & (np.abs(offsets) <= stage.train['max_offset'] * extent).all(axis=1)
+        return np.where(usable[:, None], offsets, 0.0)
 
     def loss(self, inputs: torch.Tensor, data_samples: list) -> dict:
         losses = super().loss(inputs, data_samples)
@@ -491,31 +547,34 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             return np.zeros((1, 2))
         return np.array([[0.0, 0.0], [shift, 0.0], [-shift, 0.0], [0.0, shift], [0.0, -shift]])
 
-    def _own_maps(self, heatmaps: torch.Tensor, stage: Optional[PatchStage] = None) -> np.ndarray:
-        """Patch k's maps of its own landmark k (patches in landmark order): ``P x m x h x w``, m =
-        :attr:`PatchStage.maps_per_landmark` (the heatmap; or class, x and y offset maps)."""
+    def _own_maps(self, heatmaps: torch.Tensor, stage: Optional[PatchStage] = None,
+                  landmarks: Optional[np.ndarray] = None) -> np.ndarray:
+        """Patch k's maps of its own landmark (``landmarks[k]``; by default k: patches in landmark order):
+        ``P x m x h x w``, m = :attr:`PatchStage.maps_per_landmark` (the heatmap; or class, x and y offset maps)."""
         num, m = len(heatmaps), (stage or self.local_stage).maps_per_landmark
-        index = torch.arange(num)
-        return heatmaps.reshape(num, -1, m, *heatmaps.shape[-2:])[index, index].cpu().numpy()
+        own = torch.arange(num) if landmarks is None else torch.as_tensor(np.asarray(landmarks), dtype=torch.long)
+        return heatmaps.reshape(num, -1, m, *heatmaps.shape[-2:])[torch.arange(num), own].cpu().numpy()
 
     def _refine_once(self, centers: np.ndarray, levels: list[tuple[np.ndarray, int]], extent: float,
-                     stage: Optional[PatchStage] = None) -> tuple[np.ndarray, np.ndarray]:
+                     stage: Optional[PatchStage] = None, landmarks: Optional[np.ndarray] = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
         """One pass of ``stage`` on patches centred on ``centers`` (pixels of the first of ``levels``: see
-        :meth:`_source_levels`): estimates in those pixels (NaN where the landmark was lost: a flat heatmap or a
-        fit off the patch) and heatmap scores."""
+        :meth:`_source_levels`), patch k refining landmark ``landmarks[k]`` (by default every landmark, in
+        order): estimates in those pixels (NaN where the landmark was lost: a flat heatmap or a fit off the
+        patch) and heatmap scores."""
         stage = stage or self.local_stage
         num = len(centers)
         patches, _ = self._cut_inputs(levels, centers, extent, stage=stage)
         with torch.no_grad():
             heatmaps = self._refine_forward(patches, stage)
-        own = self._own_maps(heatmaps, stage)
+        own = self._own_maps(heatmaps, stage, landmarks)
         local, scores = np.zeros((num, 2)), np.zeros(num)
         for k in range(num):
             decoded, score = stage.head.decoder.decode(own[k])
             local[k], scores[k] = decoded[0, 0], score[0, 0]
         refined = self._patch_estimates(local, centers, extent, stage)
         radius = float(stage.test['neighbours']) * extent
-        if radius > 0 and heatmaps.shape[1] == num:
+        if radius > 0 and landmarks is None and heatmaps.shape[1] == num:
             refined = self._with_neighbour_estimates(refined, heatmaps, centers, extent, radius, stage)
         return refined, scores
 

@@ -963,3 +963,70 @@ def test_step3_trains_a_cascade_in_bf16(tmp_path) -> None:
     """Step 3 trains with both backbones in bfloat16 autocast (model.precision=bf16) and step 4 scores it."""
     saved = _train_and_score_tiny_cascade(tmp_path, 'model.precision=bf16')
     assert "precision='bf16'" in saved
+
+
+def _middle_stage_that_misses_by(model, shift: float, record: list):
+    """A stand-in for the middle stage's network: it reports every landmark ``shift`` patch pixels right of its
+    patch's centre (``0``: a flat map, the landmark lost); it records whether it ran in eval mode."""
+    import torch
+
+    middle = model.patch_stages[0]
+
+    def network(patches: np.ndarray, stage=None) -> torch.Tensor:
+        assert stage is middle, 'only the middle stage runs while the training patches are cut'
+        record.append(stage.backbone.training or stage.head.training)
+        codec = stage.head.decoder
+        heatmaps = np.zeros((len(patches), 38) + tuple(codec.heatmap_size[::-1]), dtype=np.float32)
+        if shift:
+            centre = (np.array(codec.input_size, dtype=np.float32) - 1) / 2 + [shift, 0.0]  # (input pixels)
+            heatmaps[:] = codec.encode(np.tile(centre, (1, 38, 1)), np.ones((1, 38)))['heatmaps']
+        return torch.from_numpy(heatmaps)
+
+    return network
+
+
+@pytest.mark.parametrize('shift, expected', [(3.0, -6.0), (0.0, 0.0), (12.0, 0.0)])
+def test_local_stage_trained_from_the_middle_stage_s_estimates(monkeypatch, shift, expected) -> None:
+    """``train.start='previous_stage'``: the local stage's training patch is centred where the middle stage
+    (in eval mode) puts the landmark. The stand-in middle stage misses by ``shift`` of its patch pixels (4
+    radiograph pixels each): 3 -> 12 radiograph pixels -> 6 local patch pixels (2 radiograph pixels each, 64
+    source pixels per 64-pixel patch), so the landmark's target sits 6 pixels left of the patch centre. A lost
+    landmark (flat map: 0) and a miss beyond the local stage's max_offset (12 -> 24 > 0.35 x 64 patch pixels)
+    centre the patch on the truth, as without the option."""
+    from test_transforms import dotted_cascade_sample
+
+    model = _tiny_cascade_with_middle_stage().train()
+    middle, local = model.patch_stages
+    middle.train['jitter_mm'] = 0.0  # the middle stage starts on the truth
+    local.train.update(start='previous_stage', jitter_mm=0.0, rotate_deg=0.0, scale_range=(1.0, 1.0))
+    local.intensity.prob = 0.0
+    modes: list = []
+    monkeypatch.setattr(model, '_refine_forward', _middle_stage_that_misses_by(model, shift, modes))
+    # landmarks >= 150 radiograph pixels apart: each local patch (+-64 px, offset <= 45) holds only its own
+    sample = dotted_cascade_sample(3, 200, 2000, 150, (1100, 1100), blur=3.0)
+    np.random.seed(0)
+    patches, heatmaps, weights = model._training_patches(sample, local)
+    assert modes == [False] and middle.backbone.training and middle.head.training  # eval, then restored
+    assert len(patches) == local.train['patches_per_image'] and (weights > 0).sum(axis=1).tolist() == [1] * 4
+    centre = np.array(local.patch_size) / 2  # where the codec decodes the patch centre (see patch_to_image)
+    for maps, weight in zip(heatmaps, weights):
+        decoded, _ = local.head.decoder.decode(maps)
+        # (MMPose's UDP decodes input pixel x to x * w / (w - 1): both the middle stage's miss and the target)
+        np.testing.assert_allclose(decoded[0, np.flatnonzero(weight > 0)[0]] - centre, [expected * 64 / 63, 0.0],
+                                   atol=0.1)
+
+
+def test_previous_stage_start_needs_a_stage_before_and_a_known_start() -> None:
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    cfg = load_config(TINY_CASCADE)
+    cfg.model.refine.train = dict(start='previous_stage')
+    with pytest.raises(ValueError, match="refine.train.start='previous_stage' needs a patch stage before it"):
+        MODELS.build(cfg.model)
+    cfg.model.refine.train = dict(start='middle')
+    with pytest.raises(ValueError, match=r"refine.train.start must be one of \('truth', 'previous_stage'\)"):
+        MODELS.build(cfg.model)
