@@ -46,14 +46,14 @@ from mmengine.model import is_model_wrapper
 from mmpose.datasets.transforms import TopdownAffine
 from mmpose.models.pose_estimators import TopdownPoseEstimator
 from mmpose.registry import HOOKS, KEYPOINT_CODECS, MODELS, TRANSFORMS
-from mmpose.structures.bbox import get_udp_warp_matrix
+from mmpose.structures.bbox import get_udp_warp_matrix, get_warp_matrix
 
 from .config_utils import maps_per_landmark
 from .precision import backbone_autocast, float32_features, phase_precisions, uses_bf16
 from .transforms import RandomElasticDeform, RandomXRayIntensity
 
 #: Where a patch stage's training patches are centred before its own random offset (``train.start``): on the
-#: ground truth, or on the estimate of the patch stage before it (see
+#: ground truth, or on the estimate of the stage before it, the global stage or a patch stage (see
 #: :meth:`CascadeLandmarkEstimator._previous_stage_offsets`).
 TRAINING_STARTS: tuple[str, ...] = ('truth', 'previous_stage')
 
@@ -133,14 +133,26 @@ class AntiAliasTopdownAffine(TopdownAffine):
     :func:`area_downscale` and the box and keypoints are mapped onto the reduced image before MMPose's warp;
     afterwards every output key (``input_center``, ``input_scale``, ``bbox_*``) is mapped back, so downstream
     transforms, the codec and MMPose's back-projection of predictions are unchanged.
+
+    It also records ``input_warp``: the 2 x 3 affine map from image pixels to input pixels (area reduction and
+    MMPose's warp, with its rotation), which MMPose does not keep; the cascade maps the global stage's training
+    estimates back to the image with it (``train.start='previous_stage'``).
     """
+
+    def _warp_used(self, results: dict) -> np.ndarray:
+        """The warp MMPose's ``TopdownAffine.transform`` has just applied (read from the keys it used)."""
+        rotation = float(results['bbox_rotation'][0]) if 'bbox_rotation' in results else 0.0
+        warp = get_udp_warp_matrix if self.use_udp else get_warp_matrix
+        return warp(results['bbox_center'][0], results['bbox_scale'][0], rotation, output_size=tuple(self.input_size))
 
     def transform(self, results: dict) -> Optional[dict]:
         w, h = self.input_size
         scale = self._fix_aspect_ratio(results['bbox_scale'], aspect_ratio=w / h)[0]
         factor = int(min(scale[0] / w, scale[1] / h))
         if factor < 2:
-            return super().transform(results)
+            results = super().transform(results)
+            results['input_warp'] = self._warp_used(results).astype(np.float64)
+            return results
         originals = {key: results[key] for key in ('img', 'bbox_center', 'bbox_scale', 'keypoints')
                      if results.get(key) is not None}
         results['img'] = area_downscale(results['img'], factor)
@@ -150,6 +162,9 @@ class AntiAliasTopdownAffine(TopdownAffine):
             results['keypoints'] = originals['keypoints'].copy()
             results['keypoints'][..., :2] = to_reduced(originals['keypoints'][..., :2], factor)
         results = super().transform(results)
+        reduce = np.array([[1.0 / factor, 0.0, 0.5 / factor - 0.5], [0.0, 1.0 / factor, 0.5 / factor - 0.5],
+                           [0.0, 0.0, 1.0]])  # image pixels -> reduced pixels (to_reduced)
+        results['input_warp'] = self._warp_used(results).astype(np.float64) @ reduce
         if 'keypoints' in originals:  # (absent at inference: no key may appear that was not there)
             results['keypoints'] = originals['keypoints']
         results['bbox_center'] = originals['bbox_center']
@@ -282,9 +297,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                             deform=None,          # or dict(axis_scale=, elastic_sd=, grid=, prob=): per-axis
                                                   # scale + elastic field per patch (RandomElasticDeform's)
                             loss_weight=1.0,
-                            start='truth'),       # or 'previous_stage' (the local stage behind a middle
-                                                  # one): the offset is the middle stage's own error, then
-                                                  # jitter_mm more (see _previous_stage_offsets)
+                            start='truth'),       # or 'previous_stage': the offset is the error of the stage
+                                                  # before (global or middle) on this training image, plus
+                                                  # jitter_mm (see _previous_stage_offsets)
                  test=dict(iterations=1,          # refinements, each centred on the previous estimate
                            shift=0.0,             # > 0: also 4 patches moved +-shift x patch side, averaged
                            neighbours=0.0))       # > 0: also read landmark j off every other landmark's
@@ -328,13 +343,13 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         #: the local stage (the last patch stage)
         self.local_stage = PatchStage('refine', refine, self.refine_backbone, self.refine_head)
         stages.append(self.local_stage)
-        if stages[0].train['start'] == 'previous_stage':
-            raise ValueError(f"CascadeLandmarkEstimator: {stages[0].name}.train.start='previous_stage' needs a patch "
-                             'stage before it (a middle stage)')
         #: the patch stages in the order they refine: (middle,) local
         self.patch_stages: tuple[PatchStage, ...] = tuple(stages)
         #: set by LocalStageScheduleHook: the patch stages no longer train (no patches cut, no loss)
         self.refine_frozen = False
+        #: per patch stage with train.start='previous_stage': its patches of this iteration centred on the estimate
+        #: of the stage before (logged by :meth:`loss` as ``<stage>_start_used``)
+        self._starts_used: dict[str, int] = {}
         #: {'train': p, 'test': p}, p one of 'fp32', 'bf16', 'auto' (see :mod:`cldetection.precision`); read at
         #: every forward (the phase from ``self.training``), so it can be changed on a loaded model
         self.precision = phase_precisions(precision)
@@ -440,9 +455,11 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
     def _refine_forward(self, patches: np.ndarray, stage: Optional[PatchStage] = None) -> torch.Tensor:
         return self.patch_heatmaps(self._normalise(patches), stage)
 
-    def _training_patches(self, sample, stage: Optional[PatchStage] = None
+    def _training_patches(self, sample, stage: Optional[PatchStage] = None, coarse: Optional[np.ndarray] = None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Jittered, rotated, rescaled patches of one sample and their heatmap targets and weights."""
+        """Jittered, rotated, rescaled patches of one sample and their heatmap targets and weights; ``coarse``:
+        the global stage's ``K x 2`` estimates (image pixels) on this sample, for ``train.start='previous_stage'``
+        of the first patch stage."""
         stage = stage or self.local_stage
         cfg = stage.train
         meta = sample.metainfo
@@ -462,7 +479,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         spacing = float(meta['spacing'])
         jitter = np.random.normal(0.0, cfg['jitter_mm'] / spacing / (factor * reduction), (len(chosen), 2))
         if cfg['start'] == 'previous_stage':
-            jitter += self._previous_stage_offsets(stage, sample, chosen, extent)
+            jitter += self._previous_stage_offsets(stage, sample, chosen, extent, coarse)
         jitter = np.clip(jitter, -cfg['max_offset'] * extent, cfg['max_offset'] * extent)
         rotations = np.random.uniform(-cfg['rotate_deg'], cfg['rotate_deg'], len(chosen))
         extents = extent * np.random.uniform(*cfg['scale_range'], len(chosen))
@@ -481,22 +498,44 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             weights.append(encoded['keypoint_weights'][0])
         return patches, np.stack(heatmaps), np.stack(weights)
 
-    def _previous_stage_offsets(self, stage: PatchStage, sample, chosen: np.ndarray, extent: float) -> np.ndarray:
-        """``train.start='previous_stage'``: the error the patch stage before ``stage`` makes on the ``chosen``
+    def _previous_stage_offsets(self, stage: PatchStage, sample, chosen: np.ndarray, extent: float,
+                                coarse: Optional[np.ndarray] = None) -> np.ndarray:
+        """``train.start='previous_stage'``: the error the stage before ``stage`` makes on the ``chosen``
         landmarks of this training sample, as offsets in pixels of ``stage``'s first level (``P x 2``; 0 where
         it lost the landmark or missed by more than ``stage``'s ``max_offset``).
 
-        The previous stage refines, without gradient and in eval mode as at test time, from the truth moved by
-        its own training offset (``jitter_mm``, which stands in for the error of the stage before it). Why: a
-        Gaussian offset around the truth is a guess of the error ``stage`` must correct; the previous stage's
-        own estimates carry its real error, with its direction along a contour and its per-landmark bias. On
-        training images that error is smaller than on new images (the previous stage has seen them), so
-        ``stage``'s own ``jitter_mm`` still adds to it.
+        Before the first patch stage that is the global stage: ``coarse``, its estimates on this (augmented)
+        training image, from the same forward pass as its loss (:meth:`_global_training_estimates`). Before a
+        later patch stage it is the patch stage before it, which refines without gradient and in eval mode, as at
+        test time, from the truth moved by its own training offset (``jitter_mm``, its stand-in for the global
+        stage's error). Why: a Gaussian offset around the truth is a guess of the error ``stage`` must correct;
+        the previous stage's own estimates carry its real error, with its direction along a contour and its
+        per-landmark bias. On training images that error is smaller than on new images (the previous stage has
+        seen them), so ``stage``'s own ``jitter_mm`` still adds to it.
         """
-        previous = self.patch_stages[self.patch_stages.index(stage) - 1]
+        index = self.patch_stages.index(stage)
+        meta = sample.metainfo
+        factor = int(meta['source_factor'])
+        keypoints = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0][chosen]
+        if index == 0:
+            if coarse is None:
+                raise ValueError(f"CascadeLandmarkEstimator: {stage.name}.train.start='previous_stage' needs the "
+                                 "global stage's training estimates")
+            estimates = np.asarray(coarse, dtype=np.float64)[chosen]
+        else:
+            estimates = self._patch_stage_training_estimates(self.patch_stages[index - 1], sample, chosen, keypoints)
+        scale = factor * stage.reduction(factor)
+        offsets = to_reduced(estimates, scale) - to_reduced(keypoints, scale)
+        usable = np.isfinite(offsets).all(axis=1) & (np.abs(offsets) <= stage.train['max_offset'] * extent).all(axis=1)
+        self._starts_used[stage.name] = self._starts_used.get(stage.name, 0) + int(usable.sum())
+        return np.where(usable[:, None], offsets, 0.0)
+
+    def _patch_stage_training_estimates(self, previous: PatchStage, sample, chosen: np.ndarray,
+                                        keypoints: np.ndarray) -> np.ndarray:
+        """``previous``'s estimates (image pixels, NaN where lost) of the ``chosen`` landmarks of a training
+        sample, from the truth (``keypoints``) moved by its own training offset; eval mode, no gradient."""
         meta = sample.metainfo
         source, factor = meta['source_img'], int(meta['source_factor'])
-        keypoints = np.asarray(sample.gt_instances.keypoints, dtype=np.float64)[0][chosen]
         previous_reduction = previous.reduction(factor)
         previous_extent = previous.level_extent(factor)
         cfg = previous.train
@@ -513,18 +552,45 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         finally:
             previous.backbone.train(modes[0])
             previous.head.train(modes[1])
-        scale = factor * stage.reduction(factor)
-        offsets = to_reduced(from_reduced(estimates, factor * previous_reduction), scale) - to_reduced(keypoints, scale)
-        usable = np.isfinite(offsets).all(axis=1) & (np.abs(offsets) <= stage.train['max_offset'] * extent).all(axis=1)
-        return np.where(usable[:, None], offsets, 0.0)
+        return from_reduced(estimates, factor * previous_reduction)
+
+    def _global_training_estimates(self, feats: tuple, data_samples: list) -> list[np.ndarray]:
+        """The global stage's ``K x 2`` estimates on each training sample, in image pixels: its heatmaps from
+        ``feats`` (the features its loss was computed on), decoded, mapped back through each sample's
+        ``input_warp`` (recorded by :class:`AntiAliasTopdownAffine`, augmentation rotation included)."""
+        with torch.no_grad():
+            decoded = self.head.decode(self.head.forward(feats))
+        # UDP codecs decode input pixel u to u * w / (w - 1) (the frame of MMPose's back-projection of predictions,
+        # box / w per unit); the UDP warp maps the box onto pixels 0 .. w - 1
+        codec = self.head.decoder
+        size = np.asarray(codec.input_size, dtype=np.float64)
+        to_pixels = (size - 1) / size if isinstance(codec, KEYPOINT_CODECS.get('UDPHeatmap')) else np.ones(2)
+        estimates = []
+        for instances, sample in zip(decoded, data_samples):
+            if 'input_warp' not in sample.metainfo:
+                raise KeyError("CascadeLandmarkEstimator: train.start='previous_stage' needs each training sample's "
+                               '"input_warp": use AntiAliasTopdownAffine and PackCephalometricInputs')
+            inverse = cv2.invertAffineTransform(np.asarray(sample.metainfo['input_warp'], dtype=np.float64))
+            points = np.asarray(instances.keypoints, dtype=np.float64)[0] * to_pixels
+            estimates.append(points @ inverse[:, :2].T + inverse[:, 2])
+        return estimates
 
     def loss(self, inputs: torch.Tensor, data_samples: list) -> dict:
-        losses = super().loss(inputs, data_samples)
+        # TopdownPoseEstimator.loss, with the features kept for the global stage's estimates
+        feats = self.extract_feat(inputs)
+        losses = dict()
+        if self.with_head:
+            losses.update(self.head.loss(feats, data_samples, train_cfg=self.train_cfg))
         if self.refine_frozen:
             return losses
         device = inputs.device
+        self._starts_used = {}
+        coarse: list = [None] * len(data_samples)
+        if self.patch_stages[0].train['start'] == 'previous_stage':
+            coarse = self._global_training_estimates(feats, data_samples)
         for stage in self.patch_stages:
-            parts = [self._training_patches(sample, stage) for sample in data_samples]
+            parts = [self._training_patches(sample, stage, estimates)
+                     for sample, estimates in zip(data_samples, coarse)]
             patches = np.concatenate([p[0] for p in parts])
             if len(patches) == 0:
                 continue
@@ -533,6 +599,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             predicted = self._refine_forward(patches, stage)
             losses[f'loss_{stage.name}'] = stage.train['loss_weight'] * stage.head.loss_module(
                 predicted, targets, weights)
+            if stage.train['start'] == 'previous_stage':  # logged (not a loss): the share of patches centred on
+                # the stage before's estimate (the rest: it lost the landmark or missed by more than max_offset)
+                losses[f'{stage.name}_start_used'] = torch.tensor(self._starts_used.get(stage.name, 0) / len(patches))
         return losses
 
     def _test_offsets(self, extent: float, stage: Optional[PatchStage] = None) -> np.ndarray:

@@ -10,11 +10,12 @@ from mmpose.datasets.transforms import PackPoseInputs
 from mmpose.registry import TRANSFORMS
 
 #: PackPoseInputs' default meta keys plus ``spacing``, which CephalometricMetric needs for errors in mm, and
-#: the cascade's source image (``cldetection.cascade.KeepSourceImage``; absent keys are skipped).
+#: the cascade's source image (``cldetection.cascade.KeepSourceImage``) and the global input's warp
+#: (``cldetection.cascade.AntiAliasTopdownAffine``; absent keys are skipped).
 CEPHALOMETRIC_META_KEYS: tuple[str, ...] = (
     'id', 'img_id', 'img_path', 'category_id', 'crowd_index', 'ori_shape', 'img_shape', 'input_size',
     'input_center', 'input_scale', 'flip', 'flip_direction', 'flip_indices', 'raw_ann_info', 'dataset_name',
-    'spacing', 'source_img', 'source_factor')
+    'spacing', 'source_img', 'source_factor', 'input_warp')
 
 
 @TRANSFORMS.register_module()

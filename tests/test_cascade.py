@@ -53,6 +53,24 @@ def test_anti_alias_affine_has_topdown_affines_geometry() -> None:
     assert np.abs(smooth['img'][inner].astype(int) - plain['img'][inner].astype(int)).mean() < 2.0
 
 
+@pytest.mark.parametrize('input_size', [(256, 320), (1024, 1280)])  # reduced 7x first / MMPose's warp alone
+def test_anti_alias_affine_records_the_warp_from_image_to_input(input_size) -> None:
+    """``input_warp`` maps the image's keypoints where the transform put them (rotation and reduction included),
+    and its inverse maps input pixels back onto the image (how the cascade reads the global stage's training
+    estimates)."""
+    import cv2
+
+    out = AntiAliasTopdownAffine(input_size=input_size, use_udp=True).transform(
+        _topdown_results(np.random.default_rng(1)))
+    warp = out['input_warp']
+    assert warp.shape == (2, 3)
+    np.testing.assert_allclose(out['keypoints'][0] @ warp[:, :2].T + warp[:, 2], out['transformed_keypoints'][0],
+                               atol=1e-3)
+    inverse = cv2.invertAffineTransform(warp)
+    np.testing.assert_allclose(out['transformed_keypoints'][0] @ inverse[:, :2].T + inverse[:, 2],
+                               out['keypoints'][0], atol=1e-2)
+
+
 def test_anti_alias_affine_adds_no_keypoints_at_inference() -> None:
     """Without ground truth (step 5) the output has no ``keypoints`` key, as with MMPose's TopdownAffine."""
     results = _topdown_results(np.random.default_rng(0))
@@ -753,6 +771,21 @@ def test_step3_trains_a_cascade_with_a_middle_stage(tmp_path, capsys) -> None:
     assert capsys.readouterr().out.splitlines()[1].startswith('all ')
 
 
+def test_step3_trains_patch_stages_that_start_from_the_stage_before(tmp_path) -> None:
+    """Step 3 trains a cascade whose middle stage starts from the global stage's training estimates and whose
+    local stage starts from the middle stage's (``train.start='previous_stage'`` on both), and step 4 scores it:
+    the real pipeline supplies ``input_warp`` and the stages' estimates on real batches."""
+    middle = _tiny_middle_stage()
+    middle['train'] = dict(middle['train'], start='previous_stage')
+    config = tmp_path / 'tiny_cascade_start.py'
+    config.write_text(f'_base_ = {str(TINY_CASCADE)!r}\nmodel = dict(middle={middle!r}, '
+                      "refine=dict(train=dict(start='previous_stage', jitter_mm=1.0)))\n")
+    saved = _train_and_score_tiny_cascade(tmp_path, 'num_landmarks=38', config=config)
+    assert saved.count("start='previous_stage'") == 2
+    log = next((tmp_path / 'work').glob('*/*.log')).read_text()
+    assert 'loss_middle' in log and 'middle_start_used' in log and 'refine_start_used' in log
+
+
 def test_step1_and_the_cost_benchmark_report_every_patch_stage(tmp_path) -> None:
     """Step 1's forward check and ``benchmarks.cascade_cost`` cover the middle stage as well as the local one."""
     from benchmarks.cascade_cost import measure
@@ -1016,7 +1049,7 @@ def test_local_stage_trained_from_the_middle_stage_s_estimates(monkeypatch, shif
                                    atol=0.1)
 
 
-def test_previous_stage_start_needs_a_stage_before_and_a_known_start() -> None:
+def _tiny_cascade(start: str = 'truth'):
     from mmengine.registry import init_default_scope
     from mmpose.registry import MODELS
 
@@ -1024,9 +1057,60 @@ def test_previous_stage_start_needs_a_stage_before_and_a_known_start() -> None:
 
     init_default_scope('mmpose')
     cfg = load_config(TINY_CASCADE)
-    cfg.model.refine.train = dict(start='previous_stage')
-    with pytest.raises(ValueError, match="refine.train.start='previous_stage' needs a patch stage before it"):
-        MODELS.build(cfg.model)
-    cfg.model.refine.train = dict(start='middle')
+    cfg.model.refine.train = dict(start=start)
+    return MODELS.build(cfg.model)
+
+
+def test_local_stage_trained_from_the_global_stage_s_estimates() -> None:
+    """Without a middle stage, ``train.start='previous_stage'`` centres the local stage's training patches on the
+    global stage's estimates (image pixels): 12 pixels right of the truth -> 6 local patch pixels; one lost
+    (NaN) or beyond max_offset (60 -> 30 > 0.35 x 64) -> the truth."""
+    from test_transforms import dotted_cascade_sample
+
+    model = _tiny_cascade('previous_stage').train()
+    local = model.local_stage
+    local.train.update(jitter_mm=0.0, rotate_deg=0.0, scale_range=(1.0, 1.0), patches_per_image=38)
+    local.intensity.prob = 0.0
+    sample = dotted_cascade_sample(3, 200, 2000, 150, (1100, 1100), blur=3.0)
+    truth = np.asarray(sample.gt_instances.keypoints)[0]
+    miss = np.tile([12.0, 0.0], (38, 1))
+    miss[:10] = np.nan
+    miss[10:20] = [60.0, 0.0]
+    np.random.seed(0)
+    landmarks = np.random.choice(38, 38, replace=False)  # the patches' own landmarks: its first random draw
+    np.random.seed(0)
+    _, heatmaps, weights = model._training_patches(sample, local, coarse=truth + miss)
+    assert (weights[np.arange(38), landmarks] > 0).all() and model._starts_used == {'refine': 18}
+    centre = np.array(local.patch_size) / 2
+    offsets = np.array([local.head.decoder.decode(maps)[0][0, k] - centre for maps, k in zip(heatmaps, landmarks)])
+    expected = np.where((landmarks >= 20)[:, None], [-6.0 * 64 / 63, 0.0], 0.0)  # (UDP: x -> x * w / (w - 1))
+    np.testing.assert_allclose(offsets, expected, atol=0.1)
+    with pytest.raises(ValueError, match="needs the global stage's training estimates"):
+        model._training_patches(sample, local)
+
+
+def test_global_training_estimates_are_mapped_back_through_the_input_warp(monkeypatch) -> None:
+    """The global stage's decoded training heatmaps (input pixels of a rotated, reduced crop) come back in image
+    pixels; a sample without ``input_warp`` is refused in one line."""
+    import cv2
+    import torch
+    from mmpose.structures import PoseDataSample
+
+    model = _tiny_cascade('previous_stage').train()
+    codec = model.head.decoder
+    truth = np.random.default_rng(0).uniform(300, 1500, (38, 2))
+    warp = cv2.getRotationMatrix2D((900.0, 900.0), 8.0, 1.0 / 14)  # image -> input: rotation and 14x reduction
+    warp[:, 2] = [64.0, 80.0] - warp[:, :2] @ [900.0, 900.0]  # (the points' middle to the 128 x 160 input's)
+    in_input = truth @ warp[:, :2].T + warp[:, 2]
+    maps = torch.from_numpy(codec.encode(in_input[None].astype(np.float32), np.ones((1, 38)))['heatmaps'])
+    monkeypatch.setattr(model.head, 'forward', lambda feats: maps[None].repeat(2, 1, 1, 1))
+    samples = [PoseDataSample(metainfo=dict(input_warp=warp)) for _ in range(2)]
+    for estimates in model._global_training_estimates((None, ), samples):
+        np.testing.assert_allclose(estimates, truth, atol=14 * 0.1)  # (0.1 input pixel of UDP decoding, 14x)
+    with pytest.raises(KeyError, match='"input_warp": use AntiAliasTopdownAffine and PackCephalometricInputs'):
+        model._global_training_estimates((None, ), [PoseDataSample(metainfo=dict())])
+
+
+def test_previous_stage_start_must_be_known() -> None:
     with pytest.raises(ValueError, match=r"refine.train.start must be one of \('truth', 'previous_stage'\)"):
-        MODELS.build(cfg.model)
+        _tiny_cascade('middle')
