@@ -347,9 +347,10 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         self.patch_stages: tuple[PatchStage, ...] = tuple(stages)
         #: set by LocalStageScheduleHook: the patch stages no longer train (no patches cut, no loss)
         self.refine_frozen = False
-        #: per patch stage with train.start='previous_stage': its patches of this iteration centred on the estimate
-        #: of the stage before (logged by :meth:`loss` as ``<stage>_start_used``)
-        self._starts_used: dict[str, int] = {}
+        #: per patch stage with train.start='previous_stage': [patches of this iteration centred on the estimate of
+        #: the stage before, the sum of those estimates' errors in mm] (logged by :meth:`loss` as
+        #: ``<stage>_start_used``, the share, and ``<stage>_start_error_mm``, their mean error)
+        self._starts_used: dict[str, list] = {}
         #: {'train': p, 'test': p}, p one of 'fp32', 'bf16', 'auto' (see :mod:`cldetection.precision`); read at
         #: every forward (the phase from ``self.training``), so it can be changed on a loaded model
         self.precision = phase_precisions(precision)
@@ -527,7 +528,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         scale = factor * stage.reduction(factor)
         offsets = to_reduced(estimates, scale) - to_reduced(keypoints, scale)
         usable = np.isfinite(offsets).all(axis=1) & (np.abs(offsets) <= stage.train['max_offset'] * extent).all(axis=1)
-        self._starts_used[stage.name] = self._starts_used.get(stage.name, 0) + int(usable.sum())
+        used = self._starts_used.setdefault(stage.name, [0, 0.0])
+        used[0] += int(usable.sum())
+        used[1] += float(np.linalg.norm(offsets[usable], axis=1).sum()) * scale * float(meta['spacing'])
         return np.where(usable[:, None], offsets, 0.0)
 
     def _patch_stage_training_estimates(self, previous: PatchStage, sample, chosen: np.ndarray,
@@ -599,9 +602,12 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             predicted = self._refine_forward(patches, stage)
             losses[f'loss_{stage.name}'] = stage.train['loss_weight'] * stage.head.loss_module(
                 predicted, targets, weights)
-            if stage.train['start'] == 'previous_stage':  # logged (not a loss): the share of patches centred on
+            if stage.train['start'] == 'previous_stage':  # logged (not losses): the share of patches centred on
                 # the stage before's estimate (the rest: it lost the landmark or missed by more than max_offset)
-                losses[f'{stage.name}_start_used'] = torch.tensor(self._starts_used.get(stage.name, 0) / len(patches))
+                # and that estimate's mean error: how far the stage before is off on training images
+                used, error_mm = self._starts_used.get(stage.name, (0, 0.0))
+                losses[f'{stage.name}_start_used'] = torch.tensor(used / len(patches))
+                losses[f'{stage.name}_start_error_mm'] = torch.tensor(error_mm / max(used, 1))
         return losses
 
     def _test_offsets(self, extent: float, stage: Optional[PatchStage] = None) -> np.ndarray:

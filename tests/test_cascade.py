@@ -783,7 +783,8 @@ def test_step3_trains_patch_stages_that_start_from_the_stage_before(tmp_path) ->
     saved = _train_and_score_tiny_cascade(tmp_path, 'num_landmarks=38', config=config)
     assert saved.count("start='previous_stage'") == 2
     log = next((tmp_path / 'work').glob('*/*.log')).read_text()
-    assert 'loss_middle' in log and 'middle_start_used' in log and 'refine_start_used' in log
+    assert 'loss_middle' in log and all(f'{stage}_start_{key}' in log for stage in ('middle', 'refine')
+                                        for key in ('used', 'error_mm'))
 
 
 def test_step1_and_the_cost_benchmark_report_every_patch_stage(tmp_path) -> None:
@@ -1080,7 +1081,7 @@ def test_local_stage_trained_from_the_global_stage_s_estimates() -> None:
     landmarks = np.random.choice(38, 38, replace=False)  # the patches' own landmarks: its first random draw
     np.random.seed(0)
     _, heatmaps, weights = model._training_patches(sample, local, coarse=truth + miss)
-    assert (weights[np.arange(38), landmarks] > 0).all() and model._starts_used == {'refine': 18}
+    assert (weights[np.arange(38), landmarks] > 0).all() and model._starts_used == {'refine': [18, pytest.approx(18 * 1.2)]}  # 12 px at 0.1 mm
     centre = np.array(local.patch_size) / 2
     offsets = np.array([local.head.decoder.decode(maps)[0][0, k] - centre for maps, k in zip(heatmaps, landmarks)])
     expected = np.where((landmarks >= 20)[:, None], [-6.0 * 64 / 63, 0.0], 0.0)  # (UDP: x -> x * w / (w - 1))
