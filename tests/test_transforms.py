@@ -103,7 +103,7 @@ def test_cascade_training_patches_deform_the_targets_with_the_patch() -> None:
     init_default_scope('mmpose')
     cfg = load_config(TINY_CASCADE).model
     cfg.refine.train.update(deform=dict(axis_scale=0.15, elastic_sd=0.02, grid=4, prob=1.0), intensity=dict(prob=0.0),
-                            patches_per_image=1)
+                            patches_per_image=1, start='truth')  # (no global stage estimates in this test)
     model = MODELS.build(cfg)
     # dots at least 12 source pixels apart, so that each window holds one
     sample = dotted_cascade_sample(3, 100, 500, 24, (300, 300), blur=1.5)
