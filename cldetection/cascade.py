@@ -23,9 +23,9 @@ An optional **middle stage** (``middle=dict(...)``, a second patch stage of the 
 coarser, wider patches (e.g. 0.4 mm per pixel over 38 mm, cut from a copy of the source reduced once more by area
 averaging, see :meth:`PatchStage.reduction`), trained on offsets as large as the global stage's errors, so that the
 local stage starts close enough to its landmark to find it. The local stage, trained on small offsets, stays
-precise; trained on large ones itself, it loses that precision. With ``train=dict(start='previous_stage')`` the
-local stage's training patches are centred where the middle stage puts the landmark (its real error, not a
-Gaussian guess of it), plus the local stage's own, smaller ``jitter_mm``.
+precise; trained on large ones itself, it loses that precision. With ``train=dict(start='previous_stage')`` a
+patch stage's training patches are centred where the stage before it (the global or the middle stage) puts the
+landmark (its real error, not a Gaussian guess of it), plus the stage's own, smaller ``jitter_mm``.
 
 The global stage sees the radiograph through :class:`AntiAliasTopdownAffine`, MMPose's ``TopdownAffine``
 with area averaging before large downscales (an 8x bilinear warp of a 2400-pixel image aliases noise and thin
@@ -262,6 +262,11 @@ class PatchStage:
         from a source reduced 2x) then cuts from an area-averaged copy instead of skipping pixels (aliasing)."""
         return max(1, int(math.floor(self.pixel_scale / factor + 1e-9)))
 
+    def offset_sd(self, spacing: float, factor: int) -> float:
+        """SD of the random training offset (``train.jitter_mm``) in pixels of the stage's first level, for a
+        radiograph of ``spacing`` mm per pixel and a ``factor``-reduced source."""
+        return self.train['jitter_mm'] / spacing / (factor * self.reduction(factor))
+
     def extent(self, factor: int) -> float:
         """Pixels of the ``factor``-reduced source that one patch covers."""
         return self.pixel_scale / factor * max(self.patch_size)
@@ -478,7 +483,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
             raise KeyError('CascadeLandmarkEstimator: training samples need "spacing" (mm per pixel) for the jitter '
                            'in mm; use CephalometricDataset and PackCephalometricInputs')
         spacing = float(meta['spacing'])
-        jitter = np.random.normal(0.0, cfg['jitter_mm'] / spacing / (factor * reduction), (len(chosen), 2))
+        jitter = np.random.normal(0.0, stage.offset_sd(spacing, factor), (len(chosen), 2))
         if cfg['start'] == 'previous_stage':
             jitter += self._previous_stage_offsets(stage, sample, chosen, extent, coarse)
         jitter = np.clip(jitter, -cfg['max_offset'] * extent, cfg['max_offset'] * extent)
@@ -542,8 +547,7 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         previous_reduction = previous.reduction(factor)
         previous_extent = previous.level_extent(factor)
         cfg = previous.train
-        start_offset = np.random.normal(0.0, cfg['jitter_mm'] / float(meta['spacing']) / (factor * previous_reduction),
-                                        (len(chosen), 2))
+        start_offset = np.random.normal(0.0, previous.offset_sd(float(meta['spacing']), factor), (len(chosen), 2))
         start_offset = np.clip(start_offset, -cfg['max_offset'] * previous_extent, cfg['max_offset'] * previous_extent)
         starts = to_reduced(keypoints, factor * previous_reduction) + start_offset
         modes = [module.training for module in (previous.backbone, previous.head)]
