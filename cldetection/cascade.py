@@ -25,7 +25,8 @@ averaging, see :meth:`PatchStage.reduction`), trained on offsets as large as the
 local stage starts close enough to its landmark to find it. The local stage, trained on small offsets, stays
 precise; trained on large ones itself, it loses that precision. With ``train=dict(start='previous_stage')`` a
 patch stage's training patches are centred where the stage before it (the global or the middle stage) puts the
-landmark (its real error, not a Gaussian guess of it), plus the stage's own, smaller ``jitter_mm``.
+landmark (its real error, not a Gaussian guess of it), plus the stage's own, smaller ``jitter_mm``; with
+``start_share`` below 1 only that share of the patches, the others on the truth plus ``truth_jitter_mm``.
 
 The global stage sees the radiograph through :class:`AntiAliasTopdownAffine`, MMPose's ``TopdownAffine``
 with area averaging before large downscales (an 8x bilinear warp of a 2400-pixel image aliases noise and thin
@@ -223,11 +224,20 @@ class PatchStage:
                              f'channel) starting with 1 (the patch itself), got {context!r}')
         self.train = dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0,
                           scale_range=(0.9, 1.1), intensity=dict(prob=0.5), deform=None, loss_weight=1.0,
-                          start='truth')
+                          start='truth', start_share=1.0, truth_jitter_mm=None)
         self.train.update(cfg.pop('train', {}))
         if self.train['start'] not in TRAINING_STARTS:
             raise ValueError(f'CascadeLandmarkEstimator: {name}.train.start must be one of {TRAINING_STARTS}, got '
                              f"{self.train['start']!r}")
+        share = self.train['start_share']
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < share <= 1.0:
+            raise ValueError(f'CascadeLandmarkEstimator: {name}.train.start_share must be a number in (0, 1], got '
+                             f'{share!r}')
+        truth_jitter = self.train['truth_jitter_mm']
+        if truth_jitter is not None and (isinstance(truth_jitter, bool) or not isinstance(truth_jitter, (int, float))
+                                         or truth_jitter < 0):
+            raise ValueError(f'CascadeLandmarkEstimator: {name}.train.truth_jitter_mm must be None or a number >= 0, '
+                             f'got {truth_jitter!r}')
         self.test = dict(iterations=1, shift=0.0, neighbours=0.0)
         self.test.update(cfg.pop('test', {}))
         if cfg:
@@ -267,6 +277,19 @@ class PatchStage:
         radiograph of ``spacing`` mm per pixel and a ``factor``-reduced source."""
         return self.train['jitter_mm'] / spacing / (factor * self.reduction(factor))
 
+    @property
+    def truth_jitter_ratio(self) -> float:
+        """With ``train.start='previous_stage'``: the SD of the offset of patches centred on the truth (not on the
+        previous stage's estimate: ``start_share`` < 1, or where that stage lost the landmark) over the SD of the
+        offset added to the estimate; 1 unless ``train.truth_jitter_mm`` is set."""
+        truth_jitter = self.train['truth_jitter_mm']
+        if truth_jitter is None or self.train['jitter_mm'] == truth_jitter:
+            return 1.0
+        if self.train['jitter_mm'] <= 0:
+            raise ValueError(f'CascadeLandmarkEstimator: {self.name}.train.truth_jitter_mm needs jitter_mm > 0 (the '
+                             'offsets are drawn once and rescaled)')
+        return float(truth_jitter) / float(self.train['jitter_mm'])
+
     def extent(self, factor: int) -> float:
         """Pixels of the ``factor``-reduced source that one patch covers."""
         return self.pixel_scale / factor * max(self.patch_size)
@@ -302,9 +325,13 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                             deform=None,          # or dict(axis_scale=, elastic_sd=, grid=, prob=): per-axis
                                                   # scale + elastic field per patch (RandomElasticDeform's)
                             loss_weight=1.0,
-                            start='truth'),       # or 'previous_stage': the offset is the error of the stage
+                            start='truth',        # or 'previous_stage': the offset is the error of the stage
                                                   # before (global or middle) on this training image, plus
                                                   # jitter_mm (see _previous_stage_offsets)
+                            start_share=1.0,      # with 'previous_stage': the share of patches so centred (each
+                                                  # patch drawn); the rest on the truth + truth_jitter_mm
+                            truth_jitter_mm=None),  # SD of those patches' offset (and of the fallbacks where
+                                                  # the stage before lost the landmark); None: jitter_mm
                  test=dict(iterations=1,          # refinements, each centred on the previous estimate
                            shift=0.0,             # > 0: also 4 patches moved +-shift x patch side, averaged
                            neighbours=0.0))       # > 0: also read landmark j off every other landmark's
@@ -485,7 +512,13 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         spacing = float(meta['spacing'])
         jitter = np.random.normal(0.0, stage.offset_sd(spacing, factor), (len(chosen), 2))
         if cfg['start'] == 'previous_stage':
-            jitter += self._previous_stage_offsets(stage, sample, chosen, extent, coarse)
+            # each patch on the previous stage's estimate with probability start_share (no draw when 1, so runs
+            # without a share repeat the earlier runs' random numbers exactly)
+            take = (np.random.random_sample(len(chosen)) < cfg['start_share'] if cfg['start_share'] < 1
+                    else np.ones(len(chosen), dtype=bool))
+            offsets, used = self._previous_stage_offsets(stage, sample, chosen, extent, coarse, take)
+            jitter[~used] *= stage.truth_jitter_ratio  # centred on the truth: truth_jitter_mm, not jitter_mm
+            jitter += offsets
         jitter = np.clip(jitter, -cfg['max_offset'] * extent, cfg['max_offset'] * extent)
         rotations = np.random.uniform(-cfg['rotate_deg'], cfg['rotate_deg'], len(chosen))
         extents = extent * np.random.uniform(*cfg['scale_range'], len(chosen))
@@ -505,10 +538,12 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         return patches, np.stack(heatmaps), np.stack(weights)
 
     def _previous_stage_offsets(self, stage: PatchStage, sample, chosen: np.ndarray, extent: float,
-                                coarse: Optional[np.ndarray] = None) -> np.ndarray:
+                                coarse: Optional[np.ndarray] = None, take: Optional[np.ndarray] = None
+                                ) -> tuple[np.ndarray, np.ndarray]:
         """``train.start='previous_stage'``: the error the stage before ``stage`` makes on the ``chosen``
         landmarks of this training sample, as offsets in pixels of ``stage``'s first level (``P x 2``; 0 where
-        it lost the landmark or missed by more than ``stage``'s ``max_offset``).
+        it lost the landmark, missed by more than ``stage``'s ``max_offset``, or ``take`` is False), and which
+        patches use it (``P`` booleans).
 
         Before the first patch stage that is the global stage: ``coarse``, its estimates on this (augmented)
         training image, from the same forward pass as its loss (:meth:`_global_training_estimates`). Before a
@@ -533,10 +568,12 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         scale = factor * stage.reduction(factor)
         offsets = to_reduced(estimates, scale) - to_reduced(keypoints, scale)
         usable = np.isfinite(offsets).all(axis=1) & (np.abs(offsets) <= stage.train['max_offset'] * extent).all(axis=1)
+        if take is not None:
+            usable &= np.asarray(take, dtype=bool)
         used = self._starts_used.setdefault(stage.name, [0, 0.0])
         used[0] += int(usable.sum())
         used[1] += float(np.linalg.norm(offsets[usable], axis=1).sum()) * scale * float(meta['spacing'])
-        return np.where(usable[:, None], offsets, 0.0)
+        return np.where(usable[:, None], offsets, 0.0), usable
 
     def _patch_stage_training_estimates(self, previous: PatchStage, sample, chosen: np.ndarray,
                                         keypoints: np.ndarray) -> np.ndarray:

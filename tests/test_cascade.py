@@ -1115,3 +1115,72 @@ def test_global_training_estimates_are_mapped_back_through_the_input_warp(monkey
 def test_previous_stage_start_must_be_known() -> None:
     with pytest.raises(ValueError, match=r"refine.train.start must be one of \('truth', 'previous_stage'\)"):
         _tiny_cascade('middle')
+
+
+def test_a_share_of_the_local_patches_starts_from_the_global_estimates() -> None:
+    """``train.start_share=0.5``: each training patch is centred on the global estimate with probability 0.5 (the
+    draw after the offsets'), the others on the truth; the logged share counts only the former."""
+    from test_transforms import dotted_cascade_sample
+
+    model = _tiny_cascade('previous_stage').train()
+    local = model.local_stage
+    local.train.update(jitter_mm=0.0, rotate_deg=0.0, scale_range=(1.0, 1.0), patches_per_image=38, start_share=0.5)
+    local.intensity.prob = 0.0
+    sample = dotted_cascade_sample(3, 200, 2000, 150, (1100, 1100), blur=3.0)
+    truth = np.asarray(sample.gt_instances.keypoints)[0]
+    np.random.seed(0)
+    landmarks = np.random.choice(38, 38, replace=False)
+    np.random.normal(0.0, 0.0, (38, 2))  # the (zero) offsets' draw
+    take = np.random.random_sample(38) < 0.5
+    assert 5 < take.sum() < 33
+    np.random.seed(0)
+    _, heatmaps, _ = model._training_patches(sample, local, coarse=truth + [12.0, 0.0])
+    assert model._starts_used == {'refine': [int(take.sum()), pytest.approx(take.sum() * 1.2)]}
+    centre = np.array(local.patch_size) / 2
+    offsets = np.array([local.head.decoder.decode(maps)[0][0, k] - centre for maps, k in zip(heatmaps, landmarks)])
+    np.testing.assert_allclose(offsets, np.where(take[:, None], [-6.0 * 64 / 63, 0.0], 0.0), atol=0.1)
+
+
+def test_patches_centred_on_the_truth_use_truth_jitter_mm() -> None:
+    """Where the patch is centred on the truth (here: the global stage lost every landmark), its offset has the SD
+    ``truth_jitter_mm``: the same draws as with ``jitter_mm`` alone, scaled by their ratio (then cut at
+    max_offset)."""
+    from test_transforms import dotted_cascade_sample
+
+    def offsets(truth_jitter_mm):
+        model = _tiny_cascade('previous_stage').train()
+        local = model.local_stage
+        local.train.update(jitter_mm=0.5, truth_jitter_mm=truth_jitter_mm, rotate_deg=0.0, scale_range=(1.0, 1.0),
+                           patches_per_image=38)
+        local.intensity.prob = 0.0
+        sample = dotted_cascade_sample(3, 200, 2000, 150, (1100, 1100), blur=3.0)
+        np.random.seed(1)
+        landmarks = np.random.choice(38, 38, replace=False)
+        np.random.seed(1)
+        _, heatmaps, _ = model._training_patches(sample, local, coarse=np.full((38, 2), np.nan))
+        assert model._starts_used == {'refine': [0, 0.0]}
+        centre = np.array(local.patch_size) / 2
+        return np.array([local.head.decoder.decode(maps)[0][0, k] - centre for maps, k in zip(heatmaps, landmarks)])
+
+    own, wider = offsets(None), offsets(1.5)
+    assert 1.5 < np.abs(own).mean() < 3.5  # 0.5 mm = 5 radiograph px = 2.5 patch px SD: mean |x| ~ 2
+    limit = 0.35 * 64 * 64 / 63
+    np.testing.assert_allclose(wider, np.clip(3 * own, -limit, limit), atol=0.3)
+
+
+@pytest.mark.parametrize('train, message', [
+    (dict(start_share=0.0), r'refine.train.start_share must be a number in \(0, 1\], got 0.0'),
+    (dict(start_share=True), r'refine.train.start_share must be a number in \(0, 1\], got True'),
+    (dict(truth_jitter_mm=-1), r'refine.train.truth_jitter_mm must be None or a number >= 0, got -1'),
+])
+def test_start_share_and_truth_jitter_are_checked(train, message) -> None:
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from cldetection.config_utils import load_config
+
+    init_default_scope('mmpose')
+    cfg = load_config(TINY_CASCADE)
+    cfg.model.refine.train = dict(start='previous_stage', **train)
+    with pytest.raises(ValueError, match=message):
+        MODELS.build(cfg.model)
