@@ -81,10 +81,26 @@ def build_test_config(config: str | Path, checkpoint: str | Path, *, split: str 
     cfg.work_dir = str(out_dir)
     cfg.launcher = 'none'
     cfg.load_from = None  # loaded strictly by evaluate(), not leniently by the runner
+    cfg.custom_hooks = [hook for hook in cfg.get('custom_hooks', []) if not _is_ema_hook(hook)]
     cfg.resume = False
     cfg.experiment_name = f'{Path(config).stem}_{split}'
     check_dataset_files(cfg, ('test_dataloader',))
     return cfg
+
+
+def _is_ema_hook(hook: Any) -> bool:
+    """Whether a ``custom_hooks`` entry is MMEngine's ``EMAHook`` (or a subclass). Testing leaves it out: the
+    checkpoint's ``state_dict`` already holds the averaged weights (the hook swaps them in before saving), and the
+    hook cannot load a checkpoint before its ``before_run`` has built the average, which a runner whose weights are
+    loaded before ``test()`` (as here) never calls: step 4 failed with "'EMAHook' object has no attribute
+    'ema_model'"."""
+    from mmengine.hooks import EMAHook
+    from mmengine.registry import HOOKS
+
+    kind = hook.get('type') if isinstance(hook, dict) else type(hook)
+    if isinstance(kind, str):
+        kind = HOOKS.get(kind)
+    return isinstance(kind, type) and issubclass(kind, EMAHook)
 
 
 @dataclass

@@ -1184,3 +1184,30 @@ def test_start_share_and_truth_jitter_are_checked(train, message) -> None:
     cfg.model.refine.train = dict(start='previous_stage', **train)
     with pytest.raises(ValueError, match=message):
         MODELS.build(cfg.model)
+
+
+def test_step4_scores_a_checkpoint_trained_with_an_ema_hook(tmp_path) -> None:
+    """A config with MMEngine's EMAHook (as RTMPose's and benchmarks/ablations/cascade_ema.py): step 3 trains,
+    step 4 scores the checkpoint (it failed with "'EMAHook' object has no attribute 'ema_model'") with the
+    averaged weights the checkpoint's state_dict holds, exactly as a checkpoint holding only those weights (what
+    step 5 loads)."""
+    import torch
+
+    from cldetection.evaluate import evaluate
+
+    config = tmp_path / 'tiny_ema.py'
+    config.write_text(f"_base_ = {str(TINY_CASCADE)!r}\n"
+                      "custom_hooks = [dict(type='EMAHook', momentum=0.3, update_buffers=True)]\n")
+    saved = _train_and_score_tiny_cascade(tmp_path, config=config)
+    assert "type='EMAHook'" in saved
+    checkpoint = next((tmp_path / 'work').glob('best_MRE_epoch_*.pth'))
+    state = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    raw = state['ema_state_dict']  # (MMEngine swaps: the trained weights here, the average in state_dict)
+    assert any(not torch.equal(raw[f'module.{k}'], v) for k, v in state['state_dict'].items()
+               if v.dtype.is_floating_point)
+    plain = tmp_path / 'plain.pth'
+    torch.save({'state_dict': state['state_dict'], 'meta': state.get('meta', {})}, plain)
+    coco = tmp_path / 'coco'  # (made by _train_and_score_tiny_cascade)
+    scores = [evaluate(tmp_path / 'work' / config.name, path, split='test', cfg_options={'data_root': str(coco)},
+                       out_dir=tmp_path / name).metrics['MRE'] for path, name in ((checkpoint, 'a'), (plain, 'b'))]
+    assert scores[0] == scores[1]
