@@ -238,6 +238,12 @@ class PatchStage:
                                          or truth_jitter < 0):
             raise ValueError(f'CascadeLandmarkEstimator: {name}.train.truth_jitter_mm must be None or a number >= 0, '
                              f'got {truth_jitter!r}')
+        if (share < 1 or truth_jitter is not None) and self.train['start'] != 'previous_stage':
+            raise ValueError(f"CascadeLandmarkEstimator: {name}.train.start_share and truth_jitter_mm need "
+                             f"start='previous_stage' (with start='truth' every patch is centred on the truth)")
+        if truth_jitter is not None and truth_jitter != self.train['jitter_mm'] and self.train['jitter_mm'] <= 0:
+            raise ValueError(f'CascadeLandmarkEstimator: {name}.train.truth_jitter_mm needs jitter_mm > 0 (the '
+                             'offsets are drawn once and rescaled)')
         self.test = dict(iterations=1, shift=0.0, neighbours=0.0)
         self.test.update(cfg.pop('test', {}))
         if cfg:
@@ -285,10 +291,7 @@ class PatchStage:
         truth_jitter = self.train['truth_jitter_mm']
         if truth_jitter is None or self.train['jitter_mm'] == truth_jitter:
             return 1.0
-        if self.train['jitter_mm'] <= 0:
-            raise ValueError(f'CascadeLandmarkEstimator: {self.name}.train.truth_jitter_mm needs jitter_mm > 0 (the '
-                             'offsets are drawn once and rescaled)')
-        return float(truth_jitter) / float(self.train['jitter_mm'])
+        return float(truth_jitter) / float(self.train['jitter_mm'])  # (jitter_mm > 0: checked when built)
 
     def extent(self, factor: int) -> float:
         """Pixels of the ``factor``-reduced source that one patch covers."""

@@ -1172,6 +1172,9 @@ def test_patches_centred_on_the_truth_use_truth_jitter_mm() -> None:
     (dict(start_share=0.0), r'refine.train.start_share must be a number in \(0, 1\], got 0.0'),
     (dict(start_share=True), r'refine.train.start_share must be a number in \(0, 1\], got True'),
     (dict(truth_jitter_mm=-1), r'refine.train.truth_jitter_mm must be None or a number >= 0, got -1'),
+    (dict(truth_jitter_mm=2.0, jitter_mm=0.0), r'refine.train.truth_jitter_mm needs jitter_mm > 0'),
+    (dict(start='truth', start_share=0.5), r"refine.train.start_share and truth_jitter_mm need start='previous_stage'"),
+    (dict(start='truth', truth_jitter_mm=2.0), r"start_share and truth_jitter_mm need start='previous_stage'"),
 ])
 def test_start_share_and_truth_jitter_are_checked(train, message) -> None:
     from mmengine.registry import init_default_scope
@@ -1181,7 +1184,7 @@ def test_start_share_and_truth_jitter_are_checked(train, message) -> None:
 
     init_default_scope('mmpose')
     cfg = load_config(TINY_CASCADE)
-    cfg.model.refine.train = dict(start='previous_stage', **train)
+    cfg.model.refine.train = dict(dict(start='previous_stage'), **train)
     with pytest.raises(ValueError, match=message):
         MODELS.build(cfg.model)
 
