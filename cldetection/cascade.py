@@ -229,13 +229,15 @@ class PatchStage:
         if self.train['start'] not in TRAINING_STARTS:
             raise ValueError(f'CascadeLandmarkEstimator: {name}.train.start must be one of {TRAINING_STARTS}, got '
                              f"{self.train['start']!r}")
+        def is_number(value) -> bool:  # (a bool is an int to Python, not a number to a config)
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
         share = self.train['start_share']
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < share <= 1.0:
+        if not is_number(share) or not 0.0 < share <= 1.0:
             raise ValueError(f'CascadeLandmarkEstimator: {name}.train.start_share must be a number in (0, 1], got '
                              f'{share!r}')
         truth_jitter = self.train['truth_jitter_mm']
-        if truth_jitter is not None and (isinstance(truth_jitter, bool) or not isinstance(truth_jitter, (int, float))
-                                         or truth_jitter < 0):
+        if truth_jitter is not None and (not is_number(truth_jitter) or truth_jitter < 0):
             raise ValueError(f'CascadeLandmarkEstimator: {name}.train.truth_jitter_mm must be None or a number >= 0, '
                              f'got {truth_jitter!r}')
         if (share < 1 or truth_jitter is not None) and self.train['start'] != 'previous_stage':

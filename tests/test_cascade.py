@@ -1050,7 +1050,8 @@ def test_local_stage_trained_from_the_middle_stage_s_estimates(monkeypatch, shif
                                    atol=0.1)
 
 
-def _tiny_cascade(start: str = 'truth'):
+def _tiny_cascade(start: str = 'truth', **train):
+    """The tiny cascade with ``refine.train=dict(start=start, **train)``."""
     from mmengine.registry import init_default_scope
     from mmpose.registry import MODELS
 
@@ -1058,7 +1059,7 @@ def _tiny_cascade(start: str = 'truth'):
 
     init_default_scope('mmpose')
     cfg = load_config(TINY_CASCADE)
-    cfg.model.refine.train = dict(start=start)
+    cfg.model.refine.train = dict(start=start, **train)
     return MODELS.build(cfg.model)
 
 
@@ -1177,16 +1178,8 @@ def test_patches_centred_on_the_truth_use_truth_jitter_mm() -> None:
     (dict(start='truth', truth_jitter_mm=2.0), r"start_share and truth_jitter_mm need start='previous_stage'"),
 ])
 def test_start_share_and_truth_jitter_are_checked(train, message) -> None:
-    from mmengine.registry import init_default_scope
-    from mmpose.registry import MODELS
-
-    from cldetection.config_utils import load_config
-
-    init_default_scope('mmpose')
-    cfg = load_config(TINY_CASCADE)
-    cfg.model.refine.train = dict(dict(start='previous_stage'), **train)
     with pytest.raises(ValueError, match=message):
-        MODELS.build(cfg.model)
+        _tiny_cascade(**dict(dict(start='previous_stage'), **train))
 
 
 def test_step4_scores_a_checkpoint_trained_with_an_ema_hook(tmp_path) -> None:
