@@ -867,7 +867,7 @@ class LocalStageScheduleHook(Hook):
             model.refine_frozen = True
             for param in self._local_parameters(model):
                 param.requires_grad_(False)
-                param.grad = None  # Adam skips parameters without a gradient
+                param.grad = None  # Adam and AdamW skip parameters without a gradient (no decay either)
             print_log(f'LocalStageScheduleHook: local stage frozen at epoch {done:.2f} of {runner.max_epochs}',
                       logger='current')
             return

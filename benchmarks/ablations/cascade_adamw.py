@@ -1,5 +1,6 @@
 # Ablation of issue #9 (see docs/accuracy.md): the default cascade trained with AdamW and decoupled weight decay
-# 0.5 (batch-norm weights and biases excluded, as RTMPose's recipe), instead of Adam without decay. Why: with 154
+# 0.5 (batch-norm weights and biases excluded, as RTMPose's recipe), instead of Adam without decay (the default then;
+# since 2026-12-06 the default is AdamW with decay 2.0, and this file sets 0.5 over it). Why: with 154
 # training images both stages overfit (ISBI: cascade 0.95 mm on its training images against 1.49 on Test1), and
 # weight decay is the one standard regulariser no run had tried. Its strength over a schedule is the sum of
 # lr x decay over the iterations: ~770 iterations at a mean learning rate of ~1e-3 (cosine from 2e-3) give a
