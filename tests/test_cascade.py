@@ -1179,7 +1179,7 @@ def test_patches_centred_on_the_truth_use_truth_jitter_mm() -> None:
 ])
 def test_start_share_and_truth_jitter_are_checked(train, message) -> None:
     with pytest.raises(ValueError, match=message):
-        _tiny_cascade(**dict(dict(start='previous_stage'), **train))
+        _tiny_cascade(**{'start': 'previous_stage', **train})
 
 
 def test_step4_scores_a_checkpoint_trained_with_an_ema_hook(tmp_path) -> None:

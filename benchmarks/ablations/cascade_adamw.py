@@ -8,5 +8,4 @@
 # 0.68 at 0.5.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
-optim_wrapper = dict(optimizer=dict(_delete_=True, type='AdamW', lr=2e-3, weight_decay=0.5),
-                     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+optim_wrapper = dict(optimizer=dict(weight_decay=0.5))  # AdamW, norms and biases excluded: the default's
