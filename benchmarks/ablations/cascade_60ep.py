@@ -7,7 +7,5 @@ _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 max_epochs = 60
 train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', begin=0, end=17, start_factor=0.01, by_epoch=False),  # warm-up (iterations), as the default
-    dict(type='CosineAnnealingLR', begin=0, end=max_epochs, T_max=max_epochs, eta_min=1e-5, by_epoch=True),
-]
+# the default's warm-up (iterations) unchanged, its cosine stretched over the 60 epochs
+param_scheduler = [_base_.param_scheduler[0], dict(_base_.param_scheduler[1], end=max_epochs, T_max=max_epochs)]
