@@ -247,6 +247,26 @@ def merge_training_annotations(files: Sequence[Path], out: Path, split: str) -> 
     return out
 
 
+def subset_training_annotations(ann_file: Path, out: Path, num_images: int, seed: int = 0) -> Path:
+    """``out``: the first ``num_images`` images of ``ann_file`` (a COCO JSON) in a random order drawn with
+    ``seed`` from its sorted image ids, with their annotations. Subsets of one file and seed are nested (the 39
+    images of a smaller subset are among the 77 of a larger one), so a learning curve compares training sets
+    that differ only by the images added (``benchmarks.run --train-images``)."""
+    document = json.loads(Path(ann_file).read_text())
+    ids = sorted(int(img['id']) for img in document['images'])
+    if not 1 <= num_images <= len(ids):
+        fail(ann_file, f'has {len(ids)} training images; cannot take a subset of {num_images}')
+    order = np.random.RandomState(seed).permutation(len(ids))
+    kept = {ids[i] for i in order[:num_images]}
+    subset = {**document, 'images': [img for img in document['images'] if int(img['id']) in kept],
+              'annotations': [a for a in document['annotations'] if int(a['image_id']) in kept],
+              'info': {**document.get('info', {}),
+                       'split': f'{document.get("info", {}).get("split", "train")}, {num_images} of {len(ids)} '
+                                f'images (subset seed {seed})'}}
+    write_json_atomic(subset, out)
+    return out
+
+
 def _record(builds: dict[str, dict], name: str, measured: Measured | None, **extra) -> None:
     if measured is not None:
         builds[name] = {**measured.as_dict(), **extra}

@@ -141,7 +141,8 @@ def hardware_label(hardware: dict) -> str:
 def budget_label(result: dict) -> str:
     """The budget, with the epochs when ``--max-epochs`` shortened it (e.g. ``config, 40 ep``) and
     ``train+valid`` when the valid images were trained on (``--train-on-valid``) and ``+N label`` when N extra
-    images were (``--extra-train``, e.g. ``+107 pseudo``): a different training set, so ``benchmarks.summary``
+    images were (``--extra-train``, e.g. ``+107 pseudo``) and ``N/M img`` when N of those M images were
+    (``--train-images``, e.g. ``77/154 img``): a different training set, so ``benchmarks.summary``
     keeps those runs in a group of their own."""
     overrides = result['budget_overrides']
     parts = [result['budget']]
@@ -151,6 +152,8 @@ def budget_label(result: dict) -> str:
         parts.append('train+valid')
     if overrides.get('extra_train'):
         parts.append(f'+{overrides["extra_train"]["images"]} {overrides["extra_train"]["label"]}')
+    if overrides.get('train_subset'):
+        parts.append(f'{overrides["train_subset"]["images"]}/{overrides["train_subset"]["of"]} img')
     return ', '.join(parts)
 
 

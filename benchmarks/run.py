@@ -40,7 +40,7 @@ from cldetection.challenge_io import load_landmarks, write_json_atomic
 from cldetection.errors import fail, run_cli
 
 from .data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_GROUND_TRUTHS, PROTOCOLS, ProtocolData, image_ids,
-                   merge_training_annotations, prepare_protocol)
+                   merge_training_annotations, prepare_protocol, subset_training_annotations)
 from .hooks import THROUGHPUT_FILE
 from .process import REPO_ROOT, Measured, python_command, run_measured
 from .results import BUDGETS, SCHEMA, append_rows, result_rows, validate_result
@@ -73,12 +73,15 @@ INFER_DEVICE = 'cpu'
 
 
 # ---------------------------------------------------------------------------------------- the config
-def _scale_schedule(cfg: Any, factor: float) -> list[dict]:
-    """Scale every LR / momentum scheduler's positions by ``factor`` (in place); return the new schedulers."""
+def _scale_schedule(cfg: Any, factor: float, epoch_based_only: bool = False) -> list[dict]:
+    """Scale every LR / momentum scheduler's positions by ``factor`` (in place; with ``epoch_based_only`` only
+    those counted in epochs, so an iteration-based warm-up keeps its iterations); return the new schedulers."""
     schedulers = cfg.get('param_scheduler') or []
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
     for scheduler in schedulers:
+        if epoch_based_only and not scheduler.get('by_epoch', True):
+            continue
         for key in ('begin', 'end', 'T_max'):
             if isinstance(scheduler.get(key), (int, float)) and scheduler[key] < 10 ** 8:  # skip "infinity"
                 scheduler[key] = max(int(round(scheduler[key] * factor)), 1 if key != 'begin' else 0)
@@ -113,6 +116,23 @@ def set_epochs(cfg: Any, max_epochs: int, val_interval: int) -> list[dict]:
     return _scale_schedule(cfg, factor)
 
 
+def scale_epochs_for_fewer_images(cfg: Any, factor: float) -> dict[str, Any]:
+    """Train ``factor`` times the epochs (in place), for a run on ``1 / factor`` of the training images: the same
+    number of iterations (optimiser steps) and of patches, so that a learning curve measures images and not
+    training length. Epoch-based schedulers and the validation / checkpoint interval scale with the epochs;
+    iteration-based ones (the warm-up) keep their iterations. Returns what changed (for ``result.json``)."""
+    old_epochs = int(cfg.train_cfg.max_epochs)
+    new_epochs = max(int(round(old_epochs * factor)), 1)
+    exact = new_epochs / old_epochs
+    cfg.train_cfg.max_epochs = new_epochs
+    interval = max(int(round(int(cfg.train_cfg.get('val_interval', 1)) * exact)), 1)
+    cfg.train_cfg.val_interval = interval
+    cfg.default_hooks.checkpoint.interval = interval
+    schedulers = _scale_schedule(cfg, exact, epoch_based_only=True)
+    return {'max_epochs': new_epochs, 'from_epochs': old_epochs, 'val_interval': interval,
+            'param_scheduler': schedulers}
+
+
 def apply_budget(cfg: Any, budget: Optional[Budget], config_path: Path) -> dict[str, Any]:
     """Apply ``budget`` to ``cfg`` in place; return what changed (for ``result.json``). ``None``: full schedule."""
     if 'codec' not in cfg:
@@ -141,12 +161,14 @@ def apply_budget(cfg: Any, budget: Optional[Budget], config_path: Path) -> dict[
 
 def derive_config(config_path: Path, data: ProtocolData, budget: Optional[Budget], out_path: Path,
                   pretrained: bool, max_epochs: Optional[int] = None,
-                  train_ann_file: Optional[Path] = None) -> tuple[Any, dict[str, Any]]:
+                  train_ann_file: Optional[Path] = None, epoch_scale: float = 1.0) -> tuple[Any, dict[str, Any]]:
     """Write the benchmark's config (``out_path``) and return it with the budget's overrides.
 
     ``max_epochs`` shortens the budgeted schedule further (smoke tests; recorded as ``shortened_to_epochs``).
     ``train_ann_file``: train on this COCO JSON (absolute path; its images in the train folder's ``images/``)
-    instead of the protocol's ``train.json`` (recorded as ``train_ann_file``).
+    instead of the protocol's ``train.json`` (recorded as ``train_ann_file``). ``epoch_scale``: train that many
+    times the budget's epochs (``--train-images``: the same iterations on fewer images; recorded as
+    ``epochs_for_fewer_images``).
     """
     from cldetection.config_utils import iter_dataset_cfgs, load_config, set_num_landmarks, set_pretrained
 
@@ -166,6 +188,8 @@ def derive_config(config_path: Path, data: ProtocolData, budget: Optional[Budget
             datasets[0].ann_file = str(train_ann_file.resolve())  # absolute: MMEngine joins only relative ones
     cfg.data_root = str(data.train_root)
     overrides = apply_budget(cfg, budget, config_path)
+    if epoch_scale != 1.0:
+        overrides['epochs_for_fewer_images'] = scale_epochs_for_fewer_images(cfg, epoch_scale)
     if train_ann_file is not None:
         overrides['train_ann_file'] = str(train_ann_file.resolve())
     if max_epochs is not None:
@@ -356,7 +380,8 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
                   results_md: Optional[Path] = DEFAULT_RESULTS, seed: int = 0, infer_images: int = 20,
                   pretrained: bool = False, max_epochs: Optional[int] = None, overwrite: bool = False,
                   echo: bool = False, ground_truth: str = ISBI_GROUND_TRUTHS[0],
-                  train_on_valid: bool = False, extra_train: Optional[Path] = None) -> dict[str, Any]:
+                  train_on_valid: bool = False, extra_train: Optional[Path] = None,
+                  train_images: Optional[int] = None, subset_seed: int = 0) -> dict[str, Any]:
     """Run one benchmark and return its validated result (see the module docstring).
 
     ``train_on_valid``: train on the train and valid images together (every image outside the test set, as a
@@ -365,6 +390,9 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     ``extra_train``: a COCO JSON of more training images (absolute image paths, ids disjoint from the
     protocol's; e.g. :mod:`benchmarks.pseudo_labels`), merged into the training file; selection and testing are
     unchanged.
+    ``train_images``: train on that many of the training images (a nested random subset drawn with
+    ``subset_seed``, :func:`benchmarks.data.subset_training_annotations`) for proportionally more epochs, so the
+    run makes as many optimiser steps as one on every image: a point of a learning curve.
     """
     if budget_name not in BUDGETS:
         fail(None, f'--budget must be one of {", ".join(BUDGETS)}')
@@ -384,7 +412,17 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     extra = read_extra_training_file(extra_train, list(data.test_roots.values())) if extra_train else None
     train_ann_file = merged_training_file(data, work_dir, train_on_valid, extra_train,
                                           extra['label'] if extra else 'extra')
-    cfg, overrides = derive_config(config, data, budget, config_out, pretrained, max_epochs, train_ann_file)
+    subset = None
+    if train_images is not None:
+        full_file = train_ann_file or data.train_root / 'train.json'
+        available = len(image_ids(full_file))
+        train_ann_file = subset_training_annotations(
+            full_file, work_dir / f'{full_file.stem}-{train_images}of{available}.json', train_images, subset_seed)
+        subset = {'images': train_images, 'of': available, 'subset_seed': subset_seed}
+    cfg, overrides = derive_config(config, data, budget, config_out, pretrained, max_epochs, train_ann_file,
+                                   epoch_scale=subset['of'] / subset['images'] if subset else 1.0)
+    if subset is not None:
+        overrides['train_subset'] = subset
     if train_on_valid:
         overrides['train_on_valid'] = True
     if extra is not None:
@@ -485,6 +523,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='COCO JSON of more training images, merged with the training split (absolute image '
                              'paths; e.g. python -m benchmarks.pseudo_labels); its rows say "+N <label>" in the '
                              'Budget column')
+    parser.add_argument('--train-images', type=int,
+                        help='train on N of the training images (after --train-on-valid / --extra-train), a random '
+                             'subset nested across N (--subset-seed), for proportionally more epochs (the same '
+                             'optimiser steps): a point of a learning curve; its rows say "N/M img" in the Budget '
+                             'column')
+    parser.add_argument('--subset-seed', type=int, default=0,
+                        help='seed of the --train-images subset, independent of --seed (default: %(default)s)')
     parser.add_argument('--overwrite', action='store_true', help='reuse a non-empty work dir')
     parser.add_argument('--echo', action='store_true', help='show the steps\' output live')
     return parser.parse_args(argv)
@@ -501,7 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            infer_images=args.infer_images, pretrained=args.pretrained,
                            max_epochs=args.max_epochs, overwrite=args.overwrite, echo=args.echo,
                            ground_truth=args.ground_truth, train_on_valid=args.train_on_valid,
-                           extra_train=args.extra_train)
+                           extra_train=args.extra_train, train_images=args.train_images,
+                           subset_seed=args.subset_seed)
     for row in result_rows(result):
         print(f'{row["Protocol"]} {row["Split"]} [{row["Ground truth"]}] {row["Config"]} ({row["Budget"]}): '
               f'MRE {row["MRE"]} ± {row["SD"]} mm, SDR 2/2.5/3/4 mm {row["SDR 2mm"]} / {row["SDR 2.5mm"]} / '

@@ -217,6 +217,49 @@ def test_train_on_valid_config_trains_on_the_merged_file(tmp_path: Path, repo_ro
     assert overrides['train_ann_file'] == str(merged)
 
 
+def test_training_subsets_are_nested_random_and_keep_their_annotations(tmp_path: Path) -> None:
+    """A learning curve's training sets differ only by the images added: nested across sizes, fixed by the
+    subset seed, each image with its own annotation; an impossible size is a one-line error naming the file."""
+    write_json_atomic(_coco(list(range(1, 41))), tmp_path / 'train.json')
+    small = data.subset_training_annotations(tmp_path / 'train.json', tmp_path / 'small.json', 10)
+    large = data.subset_training_annotations(tmp_path / 'train.json', tmp_path / 'large.json', 20)
+    assert len(data.image_ids(small)) == 10 and set(data.image_ids(small)) < set(data.image_ids(large))
+    assert data.image_ids(small) != list(range(1, 11))  # drawn at random, not the first ids
+    kept = json.loads(small.read_text())
+    assert sorted(a['image_id'] for a in kept['annotations']) == data.image_ids(small)
+    assert kept['info']['split'].endswith('10 of 40 images (subset seed 0)')
+    again = data.subset_training_annotations(tmp_path / 'train.json', tmp_path / 'again.json', 10)
+    other = data.subset_training_annotations(tmp_path / 'train.json', tmp_path / 'other.json', 10, seed=1)
+    assert data.image_ids(again) == data.image_ids(small) and data.image_ids(other) != data.image_ids(small)
+    assert data.image_ids(tmp_path / 'train.json') == list(range(1, 41))  # input untouched
+    for size in (0, 41):
+        with pytest.raises(InputError, match=rf'train\.json.*has 40 training images; cannot take a subset of {size}'):
+            data.subset_training_annotations(tmp_path / 'train.json', tmp_path / 'bad.json', size)
+
+
+def test_fewer_training_images_train_more_epochs_with_the_same_iterations(tmp_path: Path, repo_root: Path) -> None:
+    """--train-images: a quarter of the images for 4x the epochs; the cosine follows the epochs, the warm-up
+    (iterations) does not; the run's Budget cell says which subset it trained on."""
+    from mmengine.config import Config
+
+    from benchmarks import run
+
+    protocol = _fake_protocol(tmp_path)
+    out = tmp_path / 'config.py'
+    _, overrides = run.derive_config(repo_root / 'cldetection_configs' / 'cascade_hrnet-s_cpu.py', protocol, None,
+                                     out, pretrained=False, epoch_scale=4.0)
+    cfg = Config.fromfile(str(out))
+    assert cfg.train_cfg.max_epochs == 160 and cfg.train_cfg.val_interval == 20
+    assert cfg.default_hooks.checkpoint.interval == 20
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.begin, warmup.end, warmup.by_epoch) == (0, 17, False)
+    assert (cosine.begin, cosine.end, cosine.T_max) == (0, 160, 160)
+    assert overrides['epochs_for_fewer_images']['from_epochs'] == 40
+    result = copy.deepcopy(_fake_result())
+    result['budget_overrides'].update(train_on_valid=True, train_subset={'images': 39, 'of': 154, 'subset_seed': 0})
+    assert results.result_rows(result)[0]['Budget'] == 'cpu, train+valid, 39/154 img'
+
+
 def test_train_on_valid_keeps_the_last_checkpoint(tmp_path: Path) -> None:
     from benchmarks import run
 
