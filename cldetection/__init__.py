@@ -11,6 +11,7 @@ compat.apply()
 
 from .cascade import (AntiAliasTopdownAffine, CascadeLandmarkEstimator, KeepSourceImage,  # noqa: E402
                       LocalStageScheduleHook)
+from .codecs import CentroidUDPHeatmap  # noqa: E402
 from .dataset import CephalometricDataset  # noqa: E402  (registration needs compat applied first)
 from .ensemble import LandmarkEnsemble  # noqa: E402
 from .hooks import EpochSeedHook  # noqa: E402
@@ -19,6 +20,6 @@ from .metric import CephalometricMetric  # noqa: E402
 from .transforms import PackCephalometricInputs, RandomElasticDeform, RandomXRayIntensity  # noqa: E402
 
 __version__ = '0.1.0'
-__all__ = ['AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'CephalometricDataset', 'CephalometricMetric',
+__all__ = ['AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'CentroidUDPHeatmap', 'CephalometricDataset', 'CephalometricMetric',
            'EpochSeedHook', 'KeepSourceImage', 'LandmarkEnsemble', 'LocalStageScheduleHook', 'PackCephalometricInputs',
            'RandomElasticDeform', 'RandomXRayIntensity', 'SumOfLosses', '__version__']
