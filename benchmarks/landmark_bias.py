@@ -3,12 +3,13 @@
     python -m benchmarks.landmark_bias model CONFIG CHECKPOINT --data-root DIR [--split test]
     python -m benchmarks.landmark_bias annotators [--landmarks-csv ../shared/data/isbi2015/landmarks.csv]
 
-``model``: per landmark, the mean of (prediction - ground truth) in mm (x, y), the MRE, and the MRE about that
-mean (what the MRE would be if the offset were removed). A landmark whose error is mostly a constant offset
+``model``: per landmark, the mean of (prediction - ground truth) in mm (x, y), the MRE, the MRE about that
+mean (what the MRE would be if the offset were removed), and the SD of the errors along their major and minor
+axes (errors along one line: the position along a contour). A landmark whose error is mostly a constant offset
 on the test split and none on the training split was annotated differently in the two.
 
-``annotators``: per landmark and ISBI split, the mean of (senior - junior) in mm, and its change from the
-training images to Test1. If the junior annotator is consistent, the change is the senior annotator's drift:
+``annotators``: per landmark and ISBI split, the mean of (senior - junior) in mm, its change from the
+training images to Test1, and the SDs of (senior - junior) about each split's mean along its major and minor axes. If the junior annotator is consistent, the change is the senior annotator's drift:
 an offset the official (senior) Test1 ground truth has that no model trained on the training images can learn.
 """
 from __future__ import annotations
@@ -32,6 +33,16 @@ def offset_table(errors_mm: np.ndarray) -> np.ndarray:
     mean = errors_mm.mean(axis=0)
     return np.column_stack([mean, np.linalg.norm(errors_mm, axis=2).mean(axis=0),
                             np.linalg.norm(errors_mm - mean, axis=2).mean(axis=0)])
+
+
+def error_spread(errors_mm: np.ndarray) -> np.ndarray:
+    """``N x K x 2`` signed errors (mm) -> ``K x 2``: the SD of the errors about their mean along their major and
+    minor principal axes. A ratio far above 1 means the errors lie along one line: for a landmark on a contour,
+    where along the contour it is (which the image fixes least, and annotators agree on least), not how far
+    off the contour."""
+    centred = errors_mm - errors_mm.mean(axis=0)
+    covariance = np.einsum('nki,nkj->kij', centred, centred) / max(len(errors_mm) - 1, 1)
+    return np.sqrt(np.clip(np.linalg.eigvalsh(covariance)[:, ::-1], 0.0, None))
 
 
 def model_errors(config: Path, checkpoint: Path, data_root: Optional[str], split: str, out_dir: Path) -> np.ndarray:
@@ -87,11 +98,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.mode == 'model':
         with tempfile.TemporaryDirectory() as tmp:
             errors = model_errors(args.config, args.checkpoint, args.data_root, args.split, Path(tmp))
-        table = offset_table(errors)
+        table, spread = offset_table(errors), error_spread(errors)
         print(f'{args.checkpoint}, {args.split} split, {len(errors)} images: prediction - ground truth')
-        print(f'{"landmark":28s} | mean dx, dy mm | MRE mm | MRE about the mean offset')
-        for name, (dx, dy, mre, centred) in zip(_names(len(table)), table):
-            print(f'{name:28s} | {dx:6.2f} {dy:6.2f} | {mre:6.3f} | {centred:6.3f}')
+        print(f'{"landmark":28s} | mean dx, dy mm | MRE mm | MRE about the mean offset | SD major, minor axis mm')
+        for name, (dx, dy, mre, centred), (major, minor) in zip(_names(len(table)), table, spread):
+            print(f'{name:28s} | {dx:6.2f} {dy:6.2f} | {mre:6.3f} | {centred:6.3f} | {major:5.2f} {minor:5.2f}')
         print(f'{"all":28s} | {errors[..., 0].mean():6.2f} {errors[..., 1].mean():6.2f} | '
               f'{table[:, 2].mean():6.3f} | {table[:, 3].mean():6.3f}')
         return 0
@@ -102,11 +113,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           ', '.join(f'{split}: {len(offsets[split])} images' for split in splits))
     means = {split: offset_table(offsets[split])[:, :2] for split in splits}
     header = ' | '.join(f'{split:>13s}' for split in splits)
-    print(f'{"landmark":28s} | {header} | change {splits[-1]} -> {splits[0]}')
+    spread = error_spread(np.concatenate([offsets[split] - offsets[split].mean(axis=0) for split in splits]))
+    print(f'{"landmark":28s} | {header} | change {splits[-1]} -> {splits[0]} | SD major, minor axis mm')
     for k, name in enumerate(_names(len(means[splits[0]]))):
         cells = ' | '.join(f'{means[s][k, 0]:6.2f} {means[s][k, 1]:6.2f}' for s in splits)
         change = means[splits[0]][k] - means[splits[-1]][k]
-        print(f'{name:28s} | {cells} | {change[0]:6.2f} {change[1]:6.2f} ({np.linalg.norm(change):.2f} mm)')
+        print(f'{name:28s} | {cells} | {change[0]:6.2f} {change[1]:6.2f} ({np.linalg.norm(change):.2f} mm) | '
+              f'{spread[k, 0]:5.2f} {spread[k, 1]:5.2f}')
     return 0
 
 

@@ -21,6 +21,18 @@ def test_offset_table_separates_a_constant_offset_from_the_scatter() -> None:
     assert table[0, 2] > 4.5 > table[0, 3] and table[1, 2] == pytest.approx(table[1, 3])
 
 
+def test_error_spread_finds_errors_along_one_line() -> None:
+    """Landmark 1 errs along the diagonal (SD 3 mm) and hardly across it (0.5 mm); landmark 2 alike in all
+    directions: the major / minor SDs say so, whatever the mean offset."""
+    rng = np.random.default_rng(1)
+    along, across = rng.normal(0.0, 3.0, 20000), rng.normal(0.0, 0.5, 20000)
+    axis, normal = np.array([1.0, 1.0]) / np.sqrt(2), np.array([1.0, -1.0]) / np.sqrt(2)
+    line = along[:, None] * axis + across[:, None] * normal + np.array([2.0, -1.0])
+    round_ = rng.normal(0.0, 1.0, (20000, 2))
+    spread = landmark_bias.error_spread(np.stack([line, round_], axis=1))
+    np.testing.assert_allclose(spread, [[3.0, 0.5], [1.0, 1.0]], rtol=0.03)
+
+
 def _csv(path: Path) -> Path:
     """Two images per split; the senior moves landmark 1 by +2 px in x from train to test1, the junior not."""
     header = 'image,split,annotator,' + ','.join(f'l{k}_x,l{k}_y' for k in range(data.ISBI_NUM_LANDMARKS))
@@ -44,7 +56,8 @@ def test_annotator_offsets_per_split_and_the_change(tmp_path: Path, capsys) -> N
     assert landmark_bias.main(['annotators', '--landmarks-csv', str(tmp_path / 'landmarks.csv')]) == 0
     lines = capsys.readouterr().out.splitlines()
     row = next(line for line in lines if line.startswith('2 nasion'))
-    assert row.rstrip().endswith('2.00   0.00 (2.00 mm)')  # test1 - train for landmark 2
+    # test1 - train for landmark 2; every offset equals its split's mean: no spread about it
+    assert row.rstrip().endswith('2.00   0.00 (2.00 mm) |  0.00  0.00')
 
 
 def test_annotators_mode_names_a_missing_csv(tmp_path: Path) -> None:
