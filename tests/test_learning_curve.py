@@ -35,8 +35,19 @@ def test_an_exact_power_law_is_recovered_and_solved_for_the_target(tmp_path: Pat
     assert fold1['at'][450]['mre'] == pytest.approx(4 * 450 ** -0.2)
     assert fold1['images_for_target_mre'] == pytest.approx((4 / 1.5) ** 5)  # 4 N^-0.2 = 1.5
     assert fold1['images_for_target_sdr2'] == pytest.approx((200 / 25) ** 2.5)
+    assert fold1['step_exponents'] == pytest.approx([0.2, 0.2], abs=2e-3)  # the seed pair's mean is off by 1e-5
+    assert fold1['at'][450]['mre_last_step'] == pytest.approx(4 * 450 ** -0.2, rel=1e-3)
     text = learning_curve.format_summary(fold1, 1.5, 75.0)
-    assert 'MRE = 4.000 * N^-0.200' in text and 'images for MRE <= 1.5 mm: 135' in text
+    assert 'MRE = 4.000 * N^-0.200' in text and 'images for MRE <= 1.5 mm: 135 (last step' in text
+
+
+def test_a_flattening_curve_reads_less_gain_off_its_last_step() -> None:
+    points = [{'group': ('cl2023', 'fold 1 of 5', 'c'), 'images': n, 'seed': 0, 'mre': m, 'sdr2': 70.0, 'dir': ''}
+              for n, m in ((40, 2.08), (80, 1.87), (160, 1.76))]
+    (curve,) = learning_curve.summarize(points, [450], 1.5, 75.0)
+    first, last = curve['step_exponents']
+    assert first > last > 0 and curve['at'][450]['mre_last_step'] > curve['at'][450]['mre']
+    assert curve['images_for_target_mre_last_step'] > curve['images_for_target_mre']
 
 
 def test_a_curve_that_does_not_fall_never_reaches_the_target() -> None:
@@ -59,3 +70,12 @@ def test_the_command_line_prints_the_fit(tmp_path: Path, capsys: pytest.CaptureF
     assert learning_curve.main([str(d) for d in dirs] + ['--at-images', '300', '--json', str(tmp_path / 's.json')]) == 0
     out = capsys.readouterr().out
     assert 'read at 300 images: MRE' in out and json.loads((tmp_path / 's.json').read_text())[0]['sizes'] == [40, 160]
+
+
+def test_one_recipe_under_two_config_names_is_one_curve_on_request(tmp_path: Path) -> None:
+    small = learning_curve.read_point(_run(tmp_path / 'small', 40, 2.0, 60.0))
+    renamed = learning_curve.read_point(_run(tmp_path / 'renamed', 160, 1.7, 70.0))
+    renamed['group'] = renamed['group'][:2] + ('cascade_ablation',)
+    assert len(learning_curve.summarize([small, renamed], [450], 1.5, 75.0)) == 2
+    (merged,) = learning_curve.summarize([small, renamed], [450], 1.5, 75.0, ignore_config=True)
+    assert merged['sizes'] == [40, 160] and merged['config'] == 'cascade + cascade_ablation'
