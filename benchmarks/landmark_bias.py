@@ -9,7 +9,8 @@ axes (errors along one line: the position along a contour). A landmark whose err
 on the test split and none on the training split was annotated differently in the two.
 
 ``annotators``: per landmark and ISBI split, the mean of (senior - junior) in mm, its change from the
-training images to Test1, and the SDs of (senior - junior) about each split's mean along its major and minor axes. If the junior annotator is consistent, the change is the senior annotator's drift:
+training images to Test1, and the SDs of (senior - junior) about each split's mean along its major and minor
+axes. If the junior annotator is consistent, the change is the senior annotator's drift:
 an offset the official (senior) Test1 ground truth has that no model trained on the training images can learn.
 """
 from __future__ import annotations

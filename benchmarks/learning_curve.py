@@ -4,14 +4,14 @@
     python -m benchmarks.learning_curve runs/lc39_f1 runs/lc77_f1 runs/full_f1 [--target-mre 1.5] \\
         [--at-images 300 450]
 
-Runs are grouped by protocol, split (fold) and config (``--ignore-config``: protocol and split); runs of one group at the same number of training images
-(seeds) are averaged. Per group with at least two sizes, ``MRE = a * N ** -b`` and ``100 - SDR 2 mm = c * N ** -d``
-are fitted by least squares in log-log space (the form learning curves of deep networks take over a range of
-data sizes), and the fit is read at ``--at-images`` and solved for the images that would reach ``--target-mre``
-and ``--target-sdr``; so is the power law through the two largest sizes alone (the exponent of the last step:
-the cautious reading when the curve flattens). An extrapolation, not a measurement: it assumes more images of the same kind (the same
-centre and annotators) and the same network and schedule; the printed residuals say how well three points lie
-on one line.
+Runs are grouped by protocol, split (fold) and config (``--ignore-config``: protocol and split); runs of one
+group at the same number of training images (seeds) are averaged. Per group with at least two sizes,
+``MRE = a * N ** -b`` and ``100 - SDR 2 mm = c * N ** -d`` are fitted by least squares in log-log space (the
+form learning curves of deep networks take over a range of data sizes), and the fit is read at ``--at-images``
+and solved for the images that would reach ``--target-mre`` and ``--target-sdr``; so is the power law through
+the two largest sizes alone (the exponent of the last step: the cautious reading when the curve flattens). An
+extrapolation, not a measurement: it assumes more images of the same kind (the same centre and annotators) and
+the same network and schedule; the printed residuals say how well three points lie on one line.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def read_point(work_dir: Path) -> dict[str, Any]:
         result = json.loads(path.read_text())
         metrics = result['metrics'][result['primary_ground_truth']]
         return {'group': (result['protocol'], result['split'], Path(result['config']).stem),
-                'images': int(result['data']['train_images']), 'seed': int(result['seed']),
-                'mre': float(metrics['MRE']), 'sdr2': float(metrics['SDR 2.0mm']), 'dir': str(work_dir)}
+                'images': int(result['data']['train_images']),
+                'mre': float(metrics['MRE']), 'sdr2': float(metrics['SDR 2.0mm'])}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         fail(path, f'is not a benchmarks.run result: {err!r}')
 

@@ -107,13 +107,14 @@ def _replace_sizes(node: Any, old: tuple[int, int], new: tuple[int, int], key: s
     return count
 
 
-def set_epochs(cfg: Any, max_epochs: int, val_interval: int) -> list[dict]:
-    """Train ``max_epochs`` epochs, validating (and checkpointing) every ``val_interval``; scale the schedule."""
+def set_epochs(cfg: Any, max_epochs: int, val_interval: int, epoch_based_only: bool = False) -> list[dict]:
+    """Train ``max_epochs`` epochs, validating (and checkpointing) every ``val_interval``; scale the schedule
+    (with ``epoch_based_only``, only its epoch-based schedulers: see :func:`_scale_schedule`)."""
     factor = max_epochs / int(cfg.train_cfg.max_epochs)
     cfg.train_cfg.max_epochs = max_epochs
     cfg.train_cfg.val_interval = val_interval
     cfg.default_hooks.checkpoint.interval = val_interval
-    return _scale_schedule(cfg, factor)
+    return _scale_schedule(cfg, factor, epoch_based_only)
 
 
 def scale_epochs_for_fewer_images(cfg: Any, factor: float) -> dict[str, Any]:
@@ -123,12 +124,8 @@ def scale_epochs_for_fewer_images(cfg: Any, factor: float) -> dict[str, Any]:
     iteration-based ones (the warm-up) keep their iterations. Returns what changed (for ``result.json``)."""
     old_epochs = int(cfg.train_cfg.max_epochs)
     new_epochs = max(int(round(old_epochs * factor)), 1)
-    exact = new_epochs / old_epochs
-    cfg.train_cfg.max_epochs = new_epochs
-    interval = max(int(round(int(cfg.train_cfg.get('val_interval', 1)) * exact)), 1)
-    cfg.train_cfg.val_interval = interval
-    cfg.default_hooks.checkpoint.interval = interval
-    schedulers = _scale_schedule(cfg, exact, epoch_based_only=True)
+    interval = max(int(round(int(cfg.train_cfg.get('val_interval', 1)) * new_epochs / old_epochs)), 1)
+    schedulers = set_epochs(cfg, new_epochs, interval, epoch_based_only=True)
     return {'max_epochs': new_epochs, 'from_epochs': old_epochs, 'val_interval': interval,
             'param_scheduler': schedulers}
 

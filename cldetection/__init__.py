@@ -20,6 +20,6 @@ from .metric import CephalometricMetric  # noqa: E402
 from .transforms import PackCephalometricInputs, RandomElasticDeform, RandomXRayIntensity  # noqa: E402
 
 __version__ = '0.1.0'
-__all__ = ['AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'CentroidUDPHeatmap', 'CephalometricDataset', 'CephalometricMetric',
-           'EpochSeedHook', 'KeepSourceImage', 'LandmarkEnsemble', 'LocalStageScheduleHook', 'PackCephalometricInputs',
-           'RandomElasticDeform', 'RandomXRayIntensity', 'SumOfLosses', '__version__']
+__all__ = ['AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'CentroidUDPHeatmap', 'CephalometricDataset',
+           'CephalometricMetric', 'EpochSeedHook', 'KeepSourceImage', 'LandmarkEnsemble', 'LocalStageScheduleHook',
+           'PackCephalometricInputs', 'RandomElasticDeform', 'RandomXRayIntensity', 'SumOfLosses', '__version__']

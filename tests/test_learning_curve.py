@@ -42,7 +42,7 @@ def test_an_exact_power_law_is_recovered_and_solved_for_the_target(tmp_path: Pat
 
 
 def test_a_flattening_curve_reads_less_gain_off_its_last_step() -> None:
-    points = [{'group': ('cl2023', 'fold 1 of 5', 'c'), 'images': n, 'seed': 0, 'mre': m, 'sdr2': 70.0, 'dir': ''}
+    points = [{'group': ('cl2023', 'fold 1 of 5', 'c'), 'images': n, 'mre': m, 'sdr2': 70.0}
               for n, m in ((40, 2.08), (80, 1.87), (160, 1.76))]
     (curve,) = learning_curve.summarize(points, [450], 1.5, 75.0)
     first, last = curve['step_exponents']
