@@ -1,7 +1,7 @@
 """Pseudo-labelled extra training images for the cl2023 protocol (self-training).
 
 The cl2023 protocol has 130 training images per fold, and the measured gain from more labelled images is
-small but steady (``docs/accuracy.md``, "more training images"). The 107 ISBI 2015 images 001-300 that are not
+small but steady (``docs/accuracy_log.md``, "more training images"). The 107 ISBI 2015 images 001-300 that are not
 in the CL-Detection 2023 subset are radiographs of the same kind, but ISBI's labels follow another convention
 for a third of the landmarks and cover only 19 of the 38 (``benchmarks.label_agreement``). This labels them
 with a trained cl2023 model instead: the model's 38 predicted points become their ground truth, and

@@ -1,7 +1,7 @@
 """The mean of several trained models of one architecture, packed as one model: one config, one checkpoint.
 
 Averaging the landmark estimates of two independently trained models is the cheapest accuracy a user can buy
-after training (docs/accuracy.md: the mean of a teacher and its self-trained student scored 1.657 mm on cl2023
+after training (docs/accuracy_log.md: the mean of a teacher and its self-trained student scored 1.657 mm on cl2023
 fold 0, against 1.668 for the student alone), at the price of one more inference per model. Packed as an
 MMPose model of its own (:class:`LandmarkEnsemble`, registered), the ensemble goes wherever a single model goes
 with no code changes: step 4 tests it, step 5 and the grand-challenge container predict with it, step 6 stages

@@ -1,6 +1,6 @@
 """Losses registered into MMPose's ``MODELS`` registry.
 
-``SumOfLosses`` exists for one measured failure (docs/accuracy.md, "unlearned landmarks"): trained from scratch
+``SumOfLosses`` exists for one measured failure (docs/accuracy_log.md, "unlearned landmarks"): trained from scratch
 with the plain heatmap MSE, the cascade's global stage sometimes leaves one landmark's channel flat. The MSE is
 averaged over all K channels, so once the other landmarks are learned, the flat one pulls on the shared
 features with a weight of 1/K. Adding MMPose's ``KeypointOHKMMSELoss`` (the mean over each image's top-k hardest

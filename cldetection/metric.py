@@ -181,7 +181,7 @@ class CephalometricMetric(BaseMetric):
         for k, mre, median in unlearned_landmarks(errors, visible):
             print_log(f'CephalometricMetric: landmark {k + 1} has an MRE of {mre:.1f} mm, {mre / median:.0f}x the '
                       f'median landmark\'s {median:.2f} mm: its heatmap may not have been learned (see '
-                      f'docs/accuracy.md, "unlearned landmarks")', logger='current', level=logging.WARNING)
+                      f'docs/accuracy_log.md, "unlearned landmarks")', logger='current', level=logging.WARNING)
         if self.output_dir:
             meta_names = (self.dataset_meta or {}).get('keypoint_id2name')
             names = [meta_names[k] for k in range(errors.shape[1])] if meta_names else \

@@ -15,7 +15,7 @@ what the model is, and one checkpoint serves every setting.
   it halves channels-last float32 again (local inference 59 ms, training 0.054 s per image); with those
   instructions masked (``ONEDNN_MAX_CPU_ISA=AVX512_CORE``) it is 1.5 x slower than float32 and on an AVX2-only
   CPU (``ONEDNN_MAX_CPU_ISA=AVX2``) 7 x slower. ``'auto'`` picks it only where the hardware has it
-  (docs/accuracy.md, "CPU speed settings", has the accuracy each setting gives).
+  (docs/accuracy_log.md, "CPU speed settings", has the accuracy each setting gives).
 * **Folded batch norms** (prediction only, :func:`fold_batch_norms`): in eval mode a batch norm is a fixed
   per-channel scale and shift, which can be multiplied into the convolution before it, so a network with narrow
   layers (the cascade's HRNets: 24-256 channels) saves one pass over every feature map per convolution. The same

@@ -11,7 +11,7 @@ image as ``bbox`` and its ``area``.
 
 Extra training stacks (``extra_train``, step 2's ``--extra_train STACK GT``) -- for example unlabelled
 radiographs labelled by a trained model (step 5's ``--save_pseudo_gt_path``: self-training, measured in
-``docs/accuracy.md``) -- go to the training split only, never to valid or test, so model selection and the
+``docs/accuracy_log.md``) -- go to the training split only, never to valid or test, so model selection and the
 scores stay on the main stack. Their slices are written as ``OUT/images/extra<i>/<z>.png`` with image and
 annotation ids ``i * EXTRA_ID_OFFSET + z``, apart from the main stack's ids ``z``.
 

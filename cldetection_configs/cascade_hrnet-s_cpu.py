@@ -18,14 +18,14 @@ bbox_padding = 1.1
 # 40 epochs: as accurate as the earlier 120 on both protocols measured (ISBI 2015 senior 1.491 mm against 1.538;
 # cl2023 fold 0 1.768 against 1.786) at a third of the time: 27 min of training for ISBI's 135 images on 2 idle
 # AMD EPYC cores (3.32 images/s). Longer training overfits the local stage (its error with patches centred on the
-# truth: 1.20 mm after 40 epochs, 1.34 after 120; docs/accuracy.md). Scale the epochs with your number of images.
+# truth: 1.20 mm after 40 epochs, 1.34 after 120; docs/accuracy_log.md). Scale the epochs with your number of images.
 max_epochs = 40
 train_cfg = dict(max_epochs=max_epochs, val_interval=5)
 # AdamW with decoupled weight decay 2.0 on the convolution and head weights (not on batch norms or biases, as in
 # RTMPose's recipe). With ~154 training images both stages overfit; the decay bought 0.042 mm on cl2023 fold 0 and
 # 0.041 on fold 1 (means of two seeds: 1.671 against 1.712 mm, 1.783 against 1.824) and 1.4-1.8 points of SDR 2 mm,
 # at no cost in time; decay 0.5 bought 0.029 / 0.002 mm, 1.0 0.028 / 0.024 (ablations cascade_adam: Adam without
-# decay, the default until 2026-12-06; cascade_adamw, cascade_adamw-wd1; docs/accuracy.md).
+# decay, the default until 2026-12-06; cascade_adamw, cascade_adamw-wd1; docs/accuracy_log.md).
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=2e-3, weight_decay=2.0),
                      paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
 param_scheduler = [
@@ -57,7 +57,7 @@ def small_hrnet(width):
 # 1.491-1.505 (19 landmarks: no gain, no loss). It costs ~20 % more training time (2.7 against 3.3 images/s) and
 # 0.01-0.04 s more per image. The wider local stage (16 until 2026-12-01; ablation cascade_local-w16) gained
 # 0.03 mm on both cl2023 folds (fold 0 1.690 against 1.724 mm, fold 1 1.833 against 1.865) for ~10 % more
-# training time (2.45-2.50 against 2.7-2.9 images/s) and ~0.05 s more per image (459-464 ms; docs/accuracy.md).
+# training time (2.45-2.50 against 2.7-2.9 images/s) and ~0.05 s more per image (459-464 ms; docs/accuracy_log.md).
 global_width = 32
 refine_width = 24
 # sigma 3, not 2: from scratch with sigma 2, the MSE left 2-3 of 38 landmarks' heatmaps flat (cl2023 folds 0
@@ -74,7 +74,7 @@ model = dict(
     # MSE + online hard keypoint mining (the 8 hardest channels per image; needs num_landmarks >= 8): with the MSE
     # alone, sigma 3 still left one landmark's heatmap flat in 2 of 9 from-scratch cl2023 runs (fold 0: seed 1
     # and a 320 x 384 input; 23.7 and 58.7 mm on landmark 36); with OHKM, seed 1 learned all 38 (20 epochs: MRE
-    # 1.900 mm against 2.412, global stage alone 3.49 mm against 3.98 for seed 0), docs/accuracy.md
+    # 1.900 mm against 2.412, global stage alone 3.49 mm against 3.98 for seed 0), docs/accuracy_log.md
     head=dict(type='HeatmapHead', in_channels=global_width, out_channels=num_landmarks,
               deconv_out_channels=None, decoder=codec,
               loss=dict(type='SumOfLosses', losses=[dict(type='KeypointMSELoss', use_target_weight=True),
@@ -91,7 +91,7 @@ model = dict(
                    intensity=dict(prob=0.5), loss_weight=1.0),
         test=dict(iterations=1)),
     test_cfg=dict(flip_test=False, refine=True),
-    # CPU speed settings (cldetection/precision.py; docs/accuracy.md, "CPU speed settings"): channels-last backbones
+    # CPU speed settings (cldetection/precision.py; docs/accuracy_log.md, "CPU speed settings"): channels-last backbones
     # (the same arithmetic; training 1.5x, prediction 1.25x faster on 2 AMD EPYC cores) and bfloat16 backbones
     # where the hardware multiplies it ('auto': CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere on; float32
     # elsewhere, where bfloat16 is 1.5-7x slower): training 1.9x, prediction 1.7x faster again. On cl2023 fold 0

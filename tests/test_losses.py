@@ -1,5 +1,5 @@
 """SumOfLosses (cldetection/losses.py): the heatmap MSE plus hard keypoint mining, for the global stage's
-flat-channel collapse (docs/accuracy.md)."""
+flat-channel collapse (docs/accuracy_log.md)."""
 from __future__ import annotations
 
 import pytest

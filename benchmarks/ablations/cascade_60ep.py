@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the default cascade trained 60 epochs instead of 40, the same warm-up
+# Ablation of issue #9 (see docs/accuracy_log.md): the default cascade trained 60 epochs instead of 40, the same warm-up
 # and a cosine schedule over all 60. Why: without weight decay, longer training overfit the local stage (120 epochs:
 # no better than 40 on either protocol); with the default's decay 2.0 regularising both stages, the extra epochs
 # may pay. The decay stays 2.0 per step, so its total shrink grows by the same 1.5x as the schedule (as a user who

@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the default cascade trained with Adam and no weight decay, the
+# Ablation of issue #9 (see docs/accuracy_log.md): the default cascade trained with Adam and no weight decay, the
 # default until 2026-12-06 (every cl2023 and ISBI figure of the default before then). AdamW with decay 2.0 replaced
 # it: cl2023 fold 0 1.671 against 1.712 mm, fold 1 1.783 against 1.824 (means of two seeds each).
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'

@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the default's AdamW (as in cascade_adamw.py) with twice the decoupled
+# Ablation of issue #9 (see docs/accuracy_log.md): the default's AdamW (as in cascade_adamw.py) with twice the decoupled
 # weight decay of that file (1.0 instead of 0.5). Why: decay 0.5 gained 0.029 mm on cl2023 fold 0 (two seeds) and
 # 0.002 on fold 1; a stronger shrink (exp(-0.77 x 1.0) = 0.46 over the schedule without gradients, against 0.68) tells
 # whether the decay is still too weak to regularise the local stage on fold 1, or whether fold 0's gain was its own.

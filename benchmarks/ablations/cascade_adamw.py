@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the default cascade trained with AdamW and decoupled weight decay
+# Ablation of issue #9 (see docs/accuracy_log.md): the default cascade trained with AdamW and decoupled weight decay
 # 0.5 (batch-norm weights and biases excluded, as RTMPose's recipe), instead of Adam without decay (the default then;
 # since 2026-12-06 the default is AdamW with decay 2.0, and this file sets 0.5 over it). Why: with 154
 # training images both stages overfit (ISBI: cascade 0.95 mm on its training images against 1.49 on Test1), and

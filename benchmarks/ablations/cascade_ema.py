@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the default cascade, evaluated and saved with an exponential moving
+# Ablation of issue #9 (see docs/accuracy_log.md): the default cascade, evaluated and saved with an exponential moving
 # average of its weights (MMEngine's EMAHook; BatchNorm statistics averaged too). Why: with 154 training images
 # the last weights carry the noise of the last few batches; an average over the last ~10 epochs is the cheapest
 # known remedy (RTMPose trains every model with one). Horizon 1 / momentum = 200 iterations, about 10 of the 40

@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): horizontal flip as augmentation (MMPose's RandomFlip, half of the
+# Ablation of issue #9 (see docs/accuracy_log.md): horizontal flip as augmentation (MMPose's RandomFlip, half of the
 # training samples). A lateral cephalogram has no left/right landmark pairs, so a flip maps every landmark to
 # itself (the dataset's flip_indices are the identity); the mirrored radiograph faces the other way, which test
 # images never do: the question is whether the extra appearance variety outweighs that. The flip comes before

@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the global stage on 320 x 384 instead of 256 x 320 (UDP heatmaps
+# Ablation of issue #9 (see docs/accuracy_log.md): the global stage on 320 x 384 instead of 256 x 320 (UDP heatmaps
 # 80 x 96, sigma 3 in heatmap pixels as the default; HRNet needs sides divisible by 32, so not the 320 x 400 of
 # the radiographs' aspect ratio: the box is padded to 320 x 384). Everything else as cascade_hrnet-s_cpu.py.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'

@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the global stage's heatmaps at stride 2 instead of 4: 128 x 160
+# Ablation of issue #9 (see docs/accuracy_log.md): the global stage's heatmaps at stride 2 instead of 4: 128 x 160
 # (1.5 mm per heatmap pixel at 0.1 mm/px instead of 3) from one 4 x 4 deconvolution of the HRNet output, UDP with
 # sigma 4 (6 mm, against sigma 3 = 9 mm at 64 x 80). On cl2023 the cascade does not correct the global estimate of
 # the landmarks its local stage cannot find from the patch (25, 27, 28, 29, porion, gonion): there the global

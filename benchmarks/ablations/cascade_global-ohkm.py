@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the global stage's loss is the heatmap MSE plus online hard keypoint
+# Ablation of issue #9 (see docs/accuracy_log.md): the global stage's loss is the heatmap MSE plus online hard keypoint
 # mining (MMPose's KeypointOHKMMSELoss, the 8 hardest of the 38 channels per image), against the flat-channel
 # collapse (sigma 3 with the MSE alone lost landmark 36 with seed 1). Everything else as cascade_hrnet-s_cpu.py.
 # Measured better than the MSE alone, it became the default config's loss on 2026-11-30; this file restates it so

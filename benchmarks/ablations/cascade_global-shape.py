@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): shape augmentation of the Spatial Configuration Net recipe on the
+# Ablation of issue #9 (see docs/accuracy_log.md): shape augmentation of the Spatial Configuration Net recipe on the
 # global stage only. On cl2023 the cascade's remaining error sits on landmarks whose final estimate is roughly
 # the global stage's (25, 27-29, porion, gonion), and the global stage sees only ~130 radiographs; adding shapes
 # the training images do not have is the one way to more examples without new labels. Added to the default:

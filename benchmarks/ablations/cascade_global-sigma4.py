@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the global stage's UDP heatmaps with sigma 4 instead of 3 (64 x 80,
+# Ablation of issue #9 (see docs/accuracy_log.md): the global stage's UDP heatmaps with sigma 4 instead of 3 (64 x 80,
 # ~15 mm FWHM at 0.1 mm/px), against the flat-channel collapse (sigma 2 left 2-3 landmarks unlearned; sigma 3
 # still lost landmark 36 with seed 1). The local stage gives the precision. Everything else as cascade_hrnet-s_cpu.py.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'

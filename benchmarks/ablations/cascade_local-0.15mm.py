@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the local stage's patches at 1.5 radiograph pixels per patch pixel
+# Ablation of issue #9 (see docs/accuracy_log.md): the local stage's patches at 1.5 radiograph pixels per patch pixel
 # (0.15 mm at 0.1 mm/px; a 128-pixel patch covers 19.2 mm) instead of 2 (0.2 mm, 25.6 mm), cut from the
 # full-resolution grey radiograph (source factor 1) so that the finer pixels carry real detail. Everything else as
 # cascade_hrnet-s_cpu.py.

@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the local stage trains over the first 40 epochs only
+# Ablation of issue #9 (see docs/accuracy_log.md): the local stage trains over the first 40 epochs only
 # (its LR a cosine to 0 over 40 of the 120 epochs, then frozen; cldetection.cascade.LocalStageScheduleHook),
 # while the global stage trains all 120. Why: on ISBI senior the local stage is more precise after a 40-epoch
 # schedule than after 120 (patches centred on the truth: 1.20 against 1.34 mm; it overfits ~135 images), while

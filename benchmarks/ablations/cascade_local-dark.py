@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the local stage's targets and decoding as MSRA heatmaps with the
+# Ablation of issue #9 (see docs/accuracy_log.md): the local stage's targets and decoding as MSRA heatmaps with the
 # DARK fit (unbiased=True) instead of UDP; same 32 x 32 heatmap and sigma 2. Everything else as
 # cascade_hrnet-s_cpu.py.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'

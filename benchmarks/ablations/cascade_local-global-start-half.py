@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): half of the local stage's training patches as in
+# Ablation of issue #9 (see docs/accuracy_log.md): half of the local stage's training patches as in
 # cascade_local-global-start (on the global stage's estimate of the same training batch plus N(0, 1.5 mm) per axis),
 # the other half as in the default (on the truth plus N(0, 2.5 mm) per axis; so are the patches whose landmark the
 # global stage lost or missed by more than max_offset). Why: the global start alone raised SDR 2 mm on both cl2023

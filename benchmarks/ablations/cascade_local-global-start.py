@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the default cascade with its local stage trained where it starts at
+# Ablation of issue #9 (see docs/accuracy_log.md): the default cascade with its local stage trained where it starts at
 # test time: on the global stage's estimates. The global stage's heatmaps of each training batch (the same forward
 # pass as its loss) are decoded and mapped back to the radiograph (AntiAliasTopdownAffine's input_warp, augmentation
 # rotation included); each local training patch is centred on that estimate plus N(0, 1.5 mm) per axis, or on the

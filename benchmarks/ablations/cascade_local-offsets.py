@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the local stage's targets as heatmap + offsets (UDP 'combined',
+# Ablation of issue #9 (see docs/accuracy_log.md): the local stage's targets as heatmap + offsets (UDP 'combined',
 # Huang et al. CVPR 2020; MMPose's td-hm_hrnet-w32_udp-regress recipe) instead of UDP Gaussian heatmaps: per
 # landmark a binary class map (a disc of radius 0.0546875 x 32 = 1.75 heatmap pixels, 1.4 mm) and the x and y
 # offsets from each heatmap pixel to the landmark, so the estimate is the class map's peak plus a regressed

@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): local patches of 160 x 160 instead of 128 x 128 at the same
+# Ablation of issue #9 (see docs/accuracy_log.md): local patches of 160 x 160 instead of 128 x 128 at the same
 # 0.2 mm per pixel (32 mm across instead of 25.6; heatmaps 40 x 40, the same 0.8 mm per heatmap pixel). Why: the
 # hardest cl2023 landmarks (porion, subspinale, soft-tissue points) are placed badly even from patches centred on
 # the truth; more anatomy around them, and more room for a misplaced global estimate, may help where finer pixels

@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the two patch stages of cascade_local-then-0.15mm (0.2 mm/px, then
+# Ablation of issue #9 (see docs/accuracy_log.md): the two patch stages of cascade_local-then-0.15mm (0.2 mm/px, then
 # 0.15 mm/px), with the fine stage trained where it will start at test time: on the middle stage's own estimates.
 # For each training patch the middle stage refines the landmark (no gradient, eval mode) from the truth moved by
 # its own 2.5 mm training offset, and the fine patch is centred on that estimate plus N(0, 1 mm) per axis

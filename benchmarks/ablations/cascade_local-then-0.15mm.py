@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md, "What to try next", coarse-then-fine local scales): two patch stages
+# Ablation of issue #9 (see docs/accuracy_log.md, "What to try next", coarse-then-fine local scales): two patch stages
 # that refine in turn. The default's local stage (128 x 128 patches at 0.2 mm/px over 25.6 mm, trained on centres
 # N(0, 2.5 mm) off the truth) becomes the middle stage; a second one, the same small HRNet on 128 x 128 patches at
 # 0.15 mm/px (19.2 mm, cut from the full-resolution radiograph: source factor 1, as cascade_local-0.15mm), starts

@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): the local stage of the default config until 2026-12-01, branch
+# Ablation of issue #9 (see docs/accuracy_log.md): the local stage of the default config until 2026-12-01, branch
 # widths 16/32/64/128 instead of 24/48/96/192 (the global stage unchanged). The RESULTS.md rows of
 # cascade_hrnet-s_cpu before that date are this config; the rows named cascade_local-w24 (an ablation file then)
 # are today's default. Everything else as cascade_hrnet-s_cpu.py.

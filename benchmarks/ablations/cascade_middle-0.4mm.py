@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): a middle patch stage between the global and the local stage.
+# Ablation of issue #9 (see docs/accuracy_log.md): a middle patch stage between the global and the local stage.
 #
 # Why: on cl2023 the local stage (25.6 mm patches at 0.2 mm/px, trained on centres N(0, 2.5 mm) off the truth)
 # ends at its floor where the global stage is within 2 mm, but keeps most of a 2-9 mm global error (fold 0: points

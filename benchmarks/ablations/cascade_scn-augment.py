@@ -1,4 +1,4 @@
-# Ablation of issue #9 (see docs/accuracy.md): shape augmentation after the Spatial Configuration Net recipe, on
+# Ablation of issue #9 (see docs/accuracy_log.md): shape augmentation after the Spatial Configuration Net recipe, on
 # both stages. Trained from scratch on ~135 images, the cascade memorises them: on its own ISBI training images
 # the 120-epoch model scores 0.43 mm (local stage on true centres 0.41), on Test1 1.54 (1.34). Added: each axis
 # scaled independently (+-15 %) and a smooth elastic field (5 x 5 control points, SD 1 % of the input's side)
