@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--save_pseudo_gt_path', '--save-pseudo-gt-path', type=Path, default=None,
                         help='also write the prediction as ground truth (train-gt.json layout, "scale" as for '
                              '--analysis) to this file, to train on unlabelled radiographs with step 2 '
-                             '--extra_train (self-training; see README)')
+                             '--extra_train (self-training; see docs/howto/self-training.md)')
     add_model_arguments(parser)
     parser.add_argument('--overwrite', action='store_true',
                         help='replace --save_json_path (and with --analysis its CSV, with '

@@ -1,4 +1,6 @@
-"""Real-data benchmark harness: protocol data builders, the runner, and the results summary.
+"""Real-data benchmark harness: protocol data builders, the runner, the results summary and the speed benchmarks.
 
-See ``benchmarks/README.md``. Not part of ``make test``; its own logic is tested in ``tests/test_benchmarks.py``.
+The one-off studies are the subpackage :mod:`benchmarks.studies`. See ``benchmarks/README.md``. Not part of
+``make test``; the harness's own logic is tested in ``tests/test_benchmarks.py``, the studies' in
+``tests/test_studies.py``.
 """

@@ -228,7 +228,7 @@ def merge_training_annotations(files: Sequence[Path], out: Path, split: str) -> 
     categories and info are kept (``split`` names the union). For runs that train on more than step 2's train
     split (``benchmarks.run --train-on-valid``, ``--extra-train``). Image ids must be disjoint: files of one
     step 2 run are (ids are stack slices; an overlap would be a step 2 bug), and extra training files
-    (:mod:`benchmarks.pseudo_labels`) offset theirs and name their images by absolute paths, which MMPose's
+    (:mod:`benchmarks.studies.pseudo_labels`) offset theirs and name their images by absolute paths, which MMPose's
     path join keeps as they are."""
     documents = [json.loads(Path(path).read_text()) for path in files]
     seen: dict[int, Path] = {}
@@ -273,7 +273,7 @@ def _record(builds: dict[str, dict], name: str, measured: Measured | None, **ext
 
 
 def _save_builds(folder: Path, builds: dict[str, dict]) -> None:
-    """Keep every measured build in ``folder/builds.json`` (figures for the README come from here)."""
+    """Keep every measured build in ``folder/builds.json`` (the build figures of benchmarks/RESULTS.md come from here)."""
     if not builds:
         return
     path = folder / 'builds.json'

@@ -313,10 +313,10 @@ def _keep_checkpoint(train_dir: Path, work_dir: Path, last: bool = False) -> tup
 
 # -------------------------------------------------------------------------------------------- the run
 def read_extra_training_file(path: Path, test_roots: Sequence[Path] = ()) -> dict[str, Any]:
-    """Check an ``--extra-train`` COCO JSON (e.g. :mod:`benchmarks.pseudo_labels`' ``pseudo-train.json``) and
+    """Check an ``--extra-train`` COCO JSON (e.g. :mod:`benchmarks.studies.pseudo_labels`' ``pseudo-train.json``) and
     describe it for ``result.json``: its images must be named by absolute paths (they live outside the protocol's
     image folder) and none may lie in a test folder of the protocol (``test_roots``). That the radiographs
-    themselves are not test radiographs is the maker's guarantee (:mod:`benchmarks.pseudo_labels` takes only
+    themselves are not test radiographs is the maker's guarantee (:mod:`benchmarks.studies.pseudo_labels` takes only
     images outside the cl2023 subset)."""
     if not path.is_file():
         fail(path, 'file not found')
@@ -331,7 +331,7 @@ def read_extra_training_file(path: Path, test_roots: Sequence[Path] = ()) -> dic
     relative = [n for n in names if not Path(n).is_absolute()]
     if relative:
         fail(path, f'image {relative[0]!r} is not an absolute path; extra training images must be named by '
-                   'absolute paths (as benchmarks.pseudo_labels writes them)')
+                   'absolute paths (as benchmarks.studies.pseudo_labels writes them)')
     roots = [Path(root).resolve() for root in test_roots]
     tested = [n for n in names if any(Path(n).resolve().is_relative_to(root) for root in roots)]
     if tested:
@@ -385,7 +385,7 @@ def run_benchmark(protocol: str, config: Path, budget_name: str, work_dir: Path,
     user with no images to spare would) and test the last checkpoint; step 3 runs without validation (the valid
     images are training images then, so validating on them would select nothing).
     ``extra_train``: a COCO JSON of more training images (absolute image paths, ids disjoint from the
-    protocol's; e.g. :mod:`benchmarks.pseudo_labels`), merged into the training file; selection and testing are
+    protocol's; e.g. :mod:`benchmarks.studies.pseudo_labels`), merged into the training file; selection and testing are
     unchanged.
     ``train_images``: train on that many of the training images (a nested random subset drawn with
     ``subset_seed``, :func:`benchmarks.data.subset_training_annotations`) for proportionally more epochs, so the
@@ -518,8 +518,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              '"train+valid" in the Budget column')
     parser.add_argument('--extra-train', type=Path,
                         help='COCO JSON of more training images, merged with the training split (absolute image '
-                             'paths; e.g. python -m benchmarks.pseudo_labels); its rows say "+N <label>" in the '
-                             'Budget column')
+                             'paths; e.g. python -m benchmarks.studies.pseudo_labels); its rows say "+N <label>" in '
+                             'the Budget column')
     parser.add_argument('--train-images', type=int,
                         help='train on N of the training images (after --train-on-valid / --extra-train), a random '
                              'subset nested across N (--subset-seed), for proportionally more epochs (the same '

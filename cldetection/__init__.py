@@ -9,17 +9,16 @@ from . import compat
 
 compat.apply()
 
-from .cascade import (AntiAliasTopdownAffine, CascadeLandmarkEstimator, KeepSourceImage,  # noqa: E402
-                      LocalStageScheduleHook)
-from .codecs import CentroidUDPHeatmap  # noqa: E402
+from .cascade import CascadeLandmarkEstimator  # noqa: E402
 from .dataset import CephalometricDataset  # noqa: E402  (registration needs compat applied first)
 from .ensemble import LandmarkEnsemble  # noqa: E402
 from .hooks import EpochSeedHook  # noqa: E402
 from .losses import SumOfLosses  # noqa: E402
 from .metric import CephalometricMetric  # noqa: E402
-from .transforms import PackCephalometricInputs, RandomElasticDeform, RandomXRayIntensity  # noqa: E402
+from .transforms import (AntiAliasTopdownAffine, KeepSourceImage, PackCephalometricInputs,  # noqa: E402
+                         RandomXRayIntensity)
 
 __version__ = '0.1.0'
-__all__ = ['AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'CentroidUDPHeatmap', 'CephalometricDataset',
-           'CephalometricMetric', 'EpochSeedHook', 'KeepSourceImage', 'LandmarkEnsemble', 'LocalStageScheduleHook',
-           'PackCephalometricInputs', 'RandomElasticDeform', 'RandomXRayIntensity', 'SumOfLosses', '__version__']
+__all__ = ['AntiAliasTopdownAffine', 'CascadeLandmarkEstimator', 'CephalometricDataset', 'CephalometricMetric',
+           'EpochSeedHook', 'KeepSourceImage', 'LandmarkEnsemble', 'PackCephalometricInputs', 'RandomXRayIntensity',
+           'SumOfLosses', '__version__']

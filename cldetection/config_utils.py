@@ -148,23 +148,14 @@ def set_pretrained(cfg: Config, pretrained: Optional[str]) -> None:
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(pretrained))
 
 
-def maps_per_landmark(codec: Any) -> int:
-    """Output maps per landmark of a heatmap codec (a built codec or its config): 3 for UDP 'combined' (a class
-    map and the x and y offset maps, interleaved per landmark), 1 for Gaussian heatmaps."""
-    heatmap_type = codec.get('heatmap_type') if isinstance(codec, dict) else getattr(codec, 'heatmap_type', None)
-    return 3 if heatmap_type == 'combined' else 1
-
-
 def set_num_landmarks(cfg: Config, num_landmarks: int) -> None:
-    """Set the heatmap heads' ``out_channels`` (a cascade's patch stages' heads too) and every dataset's ``num_landmarks``."""
+    """Set the heatmap heads' ``out_channels`` (a cascade's local stage's too) and every dataset's ``num_landmarks``."""
     if num_landmarks < 1:
         fail(None, f'num_landmarks must be >= 1, got {num_landmarks}')
     cfg.num_landmarks = num_landmarks
     cfg.model.head.out_channels = num_landmarks
-    for stage in ('refine', 'middle'):  # a cascade's patch stages
-        if isinstance(cfg.model.get(stage), dict):
-            head = cfg.model[stage].head
-            head.out_channels = maps_per_landmark(head.get('decoder') or {}) * num_landmarks
+    if isinstance(cfg.model.get('local'), dict):  # a cascade's local stage
+        cfg.model.local.head.out_channels = num_landmarks
     for dataset in iter_dataset_cfgs(cfg):
         if 'num_landmarks' in dataset or dataset.get('type') == 'CephalometricDataset':
             dataset['num_landmarks'] = num_landmarks

@@ -63,11 +63,10 @@ def forward_default_model(config: str | Path = DEFAULT_CONFIG, device: Optional[
     local = {}
     with torch.no_grad():
         out = model(inputs, None, mode='tensor')
-        for stage in getattr(model, 'patch_stages', ()):  # a cascade: each patch stage on one image's K patches
-            key = 'local' if stage is model.local_stage else stage.name
+        stage = getattr(model, 'local', None)  # a cascade: the local stage on one image's K patches
+        if stage is not None:
             patches = torch.rand(model.head.out_channels, 3, stage.patch_size[1], stage.patch_size[0], device=device)
-            stage_out = model.patch_heatmaps(patches, stage)
-            local.update({f'{key}_input': list(patches.shape), f'{key}_output': list(stage_out.shape)})
+            local = {'local_input': list(patches.shape), 'local_output': list(stage(patches).shape)}
     elapsed = time.perf_counter() - start
     heatmaps = out[0] if isinstance(out, (tuple, list)) else out
     return {'config': str(config), 'device': device, 'input': [1, 3, height, width],

@@ -178,7 +178,7 @@ def _load_weights(runner, checkpoint: Path, config: str | Path) -> None:
 def build_test_runner(config: str | Path, checkpoint: str | Path, *, split: str = 'test', out_dir: str | Path,
                       cfg_options: Optional[dict[str, Any]] = None):
     """An MMEngine ``Runner`` set up as step 4 tests (:func:`build_test_config`), with the weights loaded
-    strictly. For diagnostics that drive the test loop themselves (``benchmarks.cascade_oracle`` and others)."""
+    strictly. For diagnostics that drive the test loop themselves (``benchmarks.studies.cascade_oracle`` and others)."""
     from mmengine.runner import Runner
 
     runner = Runner.from_cfg(build_test_config(config, checkpoint, split=split, out_dir=out_dir,

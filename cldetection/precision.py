@@ -91,6 +91,17 @@ def float32_features(features: torch.Tensor | tuple | list) -> torch.Tensor | tu
     return type(features)(float32_features(f) for f in features)
 
 
+def run_backbone(backbone: torch.nn.Module, inputs: torch.Tensor, precision: str, channels_last: bool):
+    """``backbone(inputs)`` in the given memory format (``channels_last``: the input made NHWC, the weights are
+    already) and precision (``'fp32'``, ``'bf16'`` or ``'auto'``, see :func:`uses_bf16`); the features come back
+    contiguous float32 for the heads. The one way the cascade runs a backbone, global or local."""
+    if channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    with backbone_autocast(uses_bf16(precision, inputs.device), inputs.device):
+        features = backbone(inputs)
+    return float32_features(features)
+
+
 def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
     """Fold every batch norm that follows a convolution into that convolution (MMCV's ``fuse_conv_bn``: the batch
     norm becomes ``nn.Identity``), in place, for prediction only: the folded model computes what the eval-mode model
@@ -106,4 +117,4 @@ def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
 
 
 __all__ = ('PRECISIONS', 'backbone_autocast', 'check_precision', 'cpu_has_bf16_hardware', 'float32_features',
-           'fold_batch_norms', 'phase_precisions', 'uses_bf16')
+           'fold_batch_norms', 'phase_precisions', 'run_backbone', 'uses_bf16')

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cascade import rename_legacy_keys
 from .challenge_io import LandmarkSet, StackInfo, crop_zero_padding, read_stack_info, read_stack_slices
 from .compat import unsafe_checkpoint_global
 from .config_utils import disable_pretrained, load_config
@@ -103,8 +104,9 @@ def _state_dict(checkpoint: dict, checkpoint_file: Path) -> dict:
     state = checkpoint.get('state_dict', checkpoint)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         fail(checkpoint_file, 'no "state_dict" of tensors in the checkpoint')
-    # Same default key revision as mmengine.runner.load_checkpoint: weights saved from a DDP wrapper.
-    return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    # Same default key revision as mmengine.runner.load_checkpoint (weights saved from a DDP wrapper), and the
+    # cascade's local stage under its name of earlier versions
+    return rename_legacy_keys({re.sub(r'^module\.', '', k): v for k, v in state.items()})
 
 
 def _check_weights_fit(model: torch.nn.Module, state: dict, checkpoint_file: Path, config_file: Path) -> None:

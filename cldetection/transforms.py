@@ -1,21 +1,24 @@
-"""Data transforms registered into MMPose's ``TRANSFORMS`` registry."""
+"""Data transforms registered into MMPose's ``TRANSFORMS`` registry: packing with the pixel spacing, X-ray
+intensity augmentation, and the two transforms the cascade's pipelines need (the source image of the local stage,
+and an anti-aliased ``TopdownAffine`` for the global stage)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
-from mmpose.datasets.transforms import PackPoseInputs
+from mmpose.datasets.transforms import PackPoseInputs, TopdownAffine
 from mmpose.registry import TRANSFORMS
 
+from .geometry import area_downscale, from_reduced, to_reduced
+
 #: PackPoseInputs' default meta keys plus ``spacing``, which CephalometricMetric needs for errors in mm, and
-#: the cascade's source image (``cldetection.cascade.KeepSourceImage``) and the global input's warp
-#: (``cldetection.cascade.AntiAliasTopdownAffine``; absent keys are skipped).
+#: the cascade's source image (:class:`KeepSourceImage`; absent keys are skipped).
 CEPHALOMETRIC_META_KEYS: tuple[str, ...] = (
     'id', 'img_id', 'img_path', 'category_id', 'crowd_index', 'ori_shape', 'img_shape', 'input_size',
     'input_center', 'input_scale', 'flip', 'flip_direction', 'flip_indices', 'raw_ann_info', 'dataset_name',
-    'spacing', 'source_img', 'source_factor', 'input_warp')
+    'spacing', 'source_img', 'source_factor')
 
 
 @TRANSFORMS.register_module()
@@ -67,88 +70,62 @@ class RandomXRayIntensity(BaseTransform):
                 f'{self.brightness_delta}, gamma_range={self.gamma_range}, prob={self.prob})')
 
 
-# ---------------------------------------------------------------------------------------- shape augmentation
-def random_deformation_field(shape: tuple[int, int], axis_scale: float, elastic_sd: float, grid: int,
-                             rng: np.random.Generator) -> np.ndarray:
-    """A random smooth displacement field (``h x w x 2``, pixels) for :func:`deform_image_and_points`.
+@TRANSFORMS.register_module()
+class AntiAliasTopdownAffine(TopdownAffine):
+    """MMPose's ``TopdownAffine`` that first reduces the image by area averaging when the crop shrinks it.
 
-    The field is an independent scale of each axis about the image centre (factors in ``1 +- axis_scale``) plus
-    an elastic part: ``grid x grid`` control-point displacements (Gaussian, SD ``elastic_sd`` times the image's
-    longer side) upsampled bicubically to every pixel.
+    When the box is more than twice the input size, the image is reduced ``floor(box / input)`` times with
+    :func:`area_downscale` and the box and keypoints are mapped onto the reduced image before MMPose's warp;
+    afterwards every output key (``input_center``, ``input_scale``, ``bbox_*``) is mapped back, so downstream
+    transforms, the codec and MMPose's back-projection of predictions are unchanged.
     """
-    height, width = shape
-    scale = rng.uniform(1.0 - axis_scale, 1.0 + axis_scale, 2)  # (x, y) magnification of the output
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    centre = np.array([(width - 1) / 2, (height - 1) / 2], dtype=np.float32)
-    # output pixel q shows input pixel q + d(q): magnification s means d = (1/s - 1)(q - c)
-    field = np.stack([(1.0 / scale[0] - 1.0) * (xs - centre[0]), (1.0 / scale[1] - 1.0) * (ys - centre[1])], -1)
-    if elastic_sd > 0 and grid >= 2:
-        control = rng.normal(0.0, elastic_sd * max(height, width), (grid, grid, 2)).astype(np.float32)
-        field += cv2.resize(control, (width, height), interpolation=cv2.INTER_CUBIC)
-    return field.astype(np.float32)
 
-
-def deform_image_and_points(image: np.ndarray, points: np.ndarray,
-                            field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Warp ``image`` by ``field`` (output pixel q shows input pixel q + field[q]) and move ``points`` with it.
-
-    A point p of the input lands where q + field(q) = p; the field is smooth and small, so the fixed-point
-    iteration q <- p - field(q) converges in a few steps (field sampled bilinearly, clamped at the border).
-    Pixels from outside the image are 0.
-    """
-    height, width = field.shape[:2]
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    warped = cv2.remap(image, xs + field[..., 0], ys + field[..., 1], interpolation=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_CONSTANT)
-    flat = np.asarray(points, dtype=np.float32).reshape(-1, 2)
-    moved = flat.copy()
-    for _ in range(10 if len(flat) else 0):
-        qx = np.clip(moved[:, 0], 0, width - 1)[None]
-        qy = np.clip(moved[:, 1], 0, height - 1)[None]
-        sampled = cv2.remap(field, qx, qy, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0]
-        moved = flat - sampled
-    return warped, moved.reshape(np.shape(points))
+    def transform(self, results: dict) -> Optional[dict]:
+        w, h = self.input_size
+        scale = self._fix_aspect_ratio(results['bbox_scale'], aspect_ratio=w / h)[0]
+        factor = int(min(scale[0] / w, scale[1] / h))
+        if factor < 2:
+            return super().transform(results)
+        originals = {key: results[key] for key in ('img', 'bbox_center', 'bbox_scale', 'keypoints')
+                     if results.get(key) is not None}
+        results['img'] = area_downscale(results['img'], factor)
+        results['bbox_center'] = to_reduced(results['bbox_center'], factor)
+        results['bbox_scale'] = results['bbox_scale'] / factor
+        if 'keypoints' in originals:
+            results['keypoints'] = originals['keypoints'].copy()
+            results['keypoints'][..., :2] = to_reduced(originals['keypoints'][..., :2], factor)
+        results = super().transform(results)
+        if 'keypoints' in originals:  # (absent at inference: no key may appear that was not there)
+            results['keypoints'] = originals['keypoints']
+        results['bbox_center'] = originals['bbox_center']
+        results['bbox_scale'] = results['bbox_scale'] * factor
+        results['input_center'] = from_reduced(results['input_center'], factor)
+        results['input_scale'] = results['input_scale'] * factor
+        return results
 
 
 @TRANSFORMS.register_module()
-class RandomElasticDeform(BaseTransform):
-    """Random per-axis scale and smooth elastic deformation of the network input and its keypoints.
+class KeepSourceImage(BaseTransform):
+    """Keep the radiograph, grey and reduced ``factor`` times (area averaging), for the cascade's local stage.
 
-    The shape augmentation of the Spatial Configuration Net recipe (per-axis scale +-20 %, elastic
-    deformation), which MMPose's rigid ``RandomBBoxTransform`` cannot do. Place it after ``TopdownAffine``: it
-    deforms the small network input (cheap) and ``transformed_keypoints``, which ``GenerateTarget`` encodes;
-    the original ``keypoints`` (and the cascade's source image, kept before the crop) stay as they are.
-
-    Args:
-        axis_scale: each axis is scaled by a factor drawn from ``1 +- axis_scale`` about the input's centre.
-        elastic_sd: SD of the control-point displacements, as a fraction of the input's longer side.
-        grid: control points per side of the elastic field.
-        prob: probability of deforming a sample.
-
-    Draws from NumPy's global generator (seeded by MMEngine per run and worker), as ``RandomXRayIntensity``.
+    Must come before the transform that crops the image (``TopdownAffine``), and ``PackCephalometricInputs``
+    must keep ``source_img`` and ``source_factor`` (it does by default). The grey copy is a third of the memory of the
+    3-channel image, and radiographs carry no colour.
     """
 
-    def __init__(self, axis_scale: float = 0.1, elastic_sd: float = 0.01, grid: int = 5, prob: float = 0.5) -> None:
-        if not 0 <= axis_scale < 0.5 or elastic_sd < 0 or not 0 <= prob <= 1:
-            raise ValueError(f'RandomElasticDeform: need 0 <= axis_scale < 0.5, elastic_sd >= 0, 0 <= prob <= 1; '
-                             f'got {axis_scale}, {elastic_sd}, {prob}')
-        self.axis_scale, self.elastic_sd, self.grid, self.prob = float(axis_scale), float(elastic_sd), int(grid), prob
+    def __init__(self, factor: int = 2) -> None:
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f'KeepSourceImage: factor must be a positive integer, got {factor!r}')
+        self.factor = int(factor)
 
     def transform(self, results: dict) -> dict:
-        if np.random.rand() >= self.prob:
-            return results
         img = results['img']
-        rng = np.random.default_rng(np.random.randint(2 ** 31))
-        field = random_deformation_field(img.shape[:2], self.axis_scale, self.elastic_sd, self.grid, rng)
-        key = 'transformed_keypoints' if results.get('transformed_keypoints') is not None else 'keypoints'
-        points = results.get(key)
-        if points is None or np.ndim(points) < 2:  # (TopdownAffine leaves a 0-d array when there are none)
-            results['img'] = deform_image_and_points(img, np.zeros((0, 2)), field)[0]
-            return results
-        results['img'], moved = deform_image_and_points(img, points[..., :2], field)
-        results[key] = np.concatenate([moved, points[..., 2:]], axis=-1).astype(points.dtype)
+        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 and img.shape[2] == 3 else \
+            (img[..., 0] if img.ndim == 3 else img)
+        results['source_img'] = area_downscale(np.ascontiguousarray(grey), self.factor)
+        results['source_factor'] = self.factor
         return results
 
     def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}(axis_scale={self.axis_scale}, elastic_sd={self.elastic_sd}, '
-                f'grid={self.grid}, prob={self.prob})')
+        return f'{self.__class__.__name__}(factor={self.factor})'
+

@@ -16,16 +16,18 @@ bbox_padding = 1.1
 
 # ---------------------------------------------------------------------------------------------- schedule
 # 40 epochs: as accurate as the earlier 120 on both protocols measured (ISBI 2015 senior 1.491 mm against 1.538;
-# cl2023 fold 0 1.768 against 1.786) at a third of the time: 27 min of training for ISBI's 135 images on 2 idle
-# AMD EPYC cores (3.32 images/s). Longer training overfits the local stage (its error with patches centred on the
-# truth: 1.20 mm after 40 epochs, 1.34 after 120; docs/accuracy_log.md). Scale the epochs with your number of images.
+# cl2023 fold 0 1.768 against 1.786: their Runs rows in benchmarks/RESULTS.md) at a third of the time: 27 min of
+# training for ISBI's 135 images on 2 idle AMD EPYC cores. Longer training overfits the local stage (its error with
+# patches centred on the truth: 1.200 mm after 40 epochs, 1.339 after 120, the "floor" columns of RESULTS.md's
+# cascade-ablation tables; docs/accuracy_log.md). Scale the epochs with your number of images.
 max_epochs = 40
 train_cfg = dict(max_epochs=max_epochs, val_interval=5)
 # AdamW with decoupled weight decay 2.0 on the convolution and head weights (not on batch norms or biases, as in
-# RTMPose's recipe). With ~154 training images both stages overfit; the decay bought 0.042 mm on cl2023 fold 0 and
-# 0.041 on fold 1 (means of two seeds: 1.671 against 1.712 mm, 1.783 against 1.824) and 1.4-1.8 points of SDR 2 mm,
-# at no cost in time; decay 0.5 bought 0.029 / 0.002 mm, 1.0 0.028 / 0.024 (ablations cascade_adam: Adam without
-# decay, the default until 2026-12-06; cascade_adamw, cascade_adamw-wd1; docs/accuracy_log.md).
+# RTMPose's recipe). With ~154 training images both stages overfit; the decay bought 0.041 mm on both cl2023 folds
+# (means of two seeds: 1.712 -> 1.671 mm on fold 0, 1.824 -> 1.783 on fold 1) and more points within 2 mm, at no
+# cost in time; decay 0.5 and 1.0 bought less, 3.0 and 4.0 nothing more (benchmarks/RESULTS.md, the generated
+# "What each technique bought"; ablations cascade_adam: Adam without decay, the default until 2026-12-06;
+# cascade_adamw, cascade_adamw-wd1 to -wd4; docs/accuracy_log.md).
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=2e-3, weight_decay=2.0),
                      paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
 param_scheduler = [
@@ -52,14 +54,14 @@ def small_hrnet(width):
 
 
 # Global stage branch widths 32/64/128/256, local stage 24/48/96/192. The wider global stage (16 until 2026-11-30)
-# finds the 38 cl2023 landmarks better (global stage alone 2.44 mm against 3.33 on fold 0) and the cascade with
-# it: cl2023 fold 0 1.724 mm against 1.756-1.768, fold 1 1.865 against 1.932; ISBI 2015 senior 1.489 against
-# 1.491-1.505 (19 landmarks: no gain, no loss). It costs ~20 % more training time (2.7 against 3.3 images/s) and
-# 0.01-0.04 s more per image. The wider local stage (16 until 2026-12-01; ablation cascade_local-w16) gained
-# 0.03 mm on both cl2023 folds (fold 0 1.690 against 1.724 mm, fold 1 1.833 against 1.865) for ~10 % more
-# training time (2.45-2.50 against 2.7-2.9 images/s) and ~0.05 s more per image (459-464 ms; docs/accuracy_log.md).
+# finds the 38 cl2023 landmarks better, and the cascade with it: cl2023 fold 0 1.724 mm against 1.756-1.768,
+# fold 1 1.865 against 1.932; ISBI 2015 senior 1.489 against 1.491-1.505 (19 landmarks: no gain, no loss); it
+# costs ~20 % more training time (Runs rows in benchmarks/RESULTS.md; docs/accuracy_log.md, "The wider global
+# stage becomes the default"). The wider local stage (16 until 2026-12-01; ablation cascade_local-w16) gained on
+# both cl2023 folds (1.724 -> 1.690 mm on fold 0, 1.865 -> 1.833 on fold 1: RESULTS.md, "What each technique
+# bought") for ~10 % more training time and prediction time (docs/accuracy_log.md).
 global_width = 32
-refine_width = 24
+local_width = 24
 # sigma 3, not 2: from scratch with sigma 2, the MSE left 2-3 of 38 landmarks' heatmaps flat (cl2023 folds 0
 # and 1 after 40 epochs: errors of 26-543 mm on landmarks 10, 28, 36); sigma 3 learned all 38 in 20 epochs
 codec = dict(type='UDPHeatmap', input_size=(256, 320), heatmap_size=(64, 80), sigma=3)
@@ -74,15 +76,16 @@ model = dict(
     # MSE + online hard keypoint mining (the 8 hardest channels per image; needs num_landmarks >= 8): with the MSE
     # alone, sigma 3 still left one landmark's heatmap flat in 2 of 9 from-scratch cl2023 runs (fold 0: seed 1
     # and a 320 x 384 input; 23.7 and 58.7 mm on landmark 36); with OHKM, seed 1 learned all 38 (20 epochs: MRE
-    # 1.900 mm against 2.412, global stage alone 3.49 mm against 3.98 for seed 0), docs/accuracy_log.md
+    # 1.900 mm against 2.412, global stage alone 3.488 mm against 3.977 for seed 0: RESULTS.md's 20-epoch
+    # ablation table), docs/accuracy_log.md
     head=dict(type='HeatmapHead', in_channels=global_width, out_channels=num_landmarks,
               deconv_out_channels=None, decoder=codec,
               loss=dict(type='SumOfLosses', losses=[dict(type='KeypointMSELoss', use_target_weight=True),
                                                     dict(type='KeypointOHKMMSELoss', use_target_weight=True,
                                                          topk=8)])),
-    refine=dict(
-        backbone=small_hrnet(refine_width),
-        head=dict(type='HeatmapHead', in_channels=refine_width, out_channels=num_landmarks,
+    local=dict(
+        backbone=small_hrnet(local_width),
+        head=dict(type='HeatmapHead', in_channels=local_width, out_channels=num_landmarks,
                   deconv_out_channels=None, loss=dict(type='KeypointMSELoss', use_target_weight=True),
                   decoder=patch_codec),
         patch_size=patch_codec['input_size'],
@@ -90,13 +93,14 @@ model = dict(
         train=dict(patches_per_image=8, jitter_mm=2.5, max_offset=0.35, rotate_deg=10.0, scale_range=(0.9, 1.1),
                    intensity=dict(prob=0.5), loss_weight=1.0),
         test=dict(iterations=1)),
-    test_cfg=dict(flip_test=False, refine=True),
+    test_cfg=dict(flip_test=False, local=True),
     # CPU speed settings (cldetection/precision.py; docs/accuracy_log.md, "CPU speed settings"): channels-last backbones
     # (the same arithmetic; training 1.5x, prediction 1.25x faster on 2 AMD EPYC cores) and bfloat16 backbones
     # where the hardware multiplies it ('auto': CPUs with AVX512-BF16 or AMX, CUDA GPUs from Ampere on; float32
     # elsewhere, where bfloat16 is 1.5-7x slower): training 1.9x, prediction 1.7x faster again. On cl2023 fold 0
-    # bfloat16 training scored 1.721 mm (two seeds) against 1.690-1.741 for three float32 runs, and bfloat16
-    # prediction stayed within 0.004 mm of float32 on three checkpoints. 'fp32': float32 throughout;
+    # bfloat16 training scored 1.721 mm (two seeds) against 1.690-1.741 for three float32 runs (RESULTS.md, seed
+    # means "bfloat16 training" / "float32 training"), and bfloat16 prediction matched float32 within rounding on
+    # three checkpoints (docs/accuracy_log.md). 'fp32': float32 throughout;
     # dict(train=..., test=...) sets the two phases apart.
     channels_last=True,
     precision='auto')

@@ -27,7 +27,7 @@ narrow_hrnet = dict(
 model = dict(
     backbone=narrow_hrnet,
     head=dict(in_channels=width, decoder=codec),
-    refine=dict(backbone=narrow_hrnet, head=dict(in_channels=width, decoder=patch_codec),
+    local=dict(backbone=narrow_hrnet, head=dict(in_channels=width, decoder=patch_codec),
                 patch_size=patch_codec['input_size'], train=dict(patches_per_image=4)),
     # float32 on every CPU, so what the tests see does not depend on the machine's bfloat16 hardware (the
     # default's 'auto'); the tests that want bfloat16 ask for it

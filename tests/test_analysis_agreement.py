@@ -1,4 +1,4 @@
-"""benchmarks.analysis_agreement: the Test1 class agreement from annotations, a prediction JSON or a model,
+"""benchmarks.studies.analysis_agreement: the Test1 class agreement from annotations, a prediction JSON or a model,
 and its section of RESULTS.md (which the harness's own writers must leave alone)."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from test_analysis import face
 from test_predict import write_test_model
 
-from benchmarks import analysis_agreement as agreement
 from benchmarks import results
 from benchmarks.data import ISBI_TEST1_IMAGES, ISBI_TRAIN_IMAGES
+from benchmarks.studies import analysis_agreement as agreement
 from cldetection.analysis import A, B, MEASUREMENT_NAMES, analyse_landmarks
 from cldetection.challenge_io import load_landmarks, prediction_document, write_json_atomic
 from cldetection.errors import run_cli

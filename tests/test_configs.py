@@ -102,7 +102,7 @@ def test_num_landmarks_option_reaches_head_and_datasets() -> None:
 
 def test_num_landmarks_option_reaches_both_cascade_heads() -> None:
     cfg = load_config(CONFIG_DIR / 'cascade_hrnet-s_cpu.py', {'num_landmarks': 19})
-    assert cfg.model.head.out_channels == cfg.model.refine.head.out_channels == 19
+    assert cfg.model.head.out_channels == cfg.model.local.head.out_channels == 19
     assert {d['num_landmarks'] for d in iter_dataset_cfgs(cfg)} == {19}
 
 
@@ -128,5 +128,5 @@ def test_cascade_config_keeps_the_source_image_in_every_pipeline() -> None:
         types = [t['type'] for t in dataset['pipeline']]
         assert types.index('KeepSourceImage') < types.index('AntiAliasTopdownAffine')
     factor = next(t['factor'] for t in cfg.test_dataloader.dataset.pipeline if t['type'] == 'KeepSourceImage')
-    assert cfg.model.refine.pixel_scale % factor == 0  # patches are cut from the reduced copy
-    assert cfg.model.refine.head.decoder['input_size'] == cfg.model.refine.patch_size
+    assert cfg.model.local.pixel_scale % factor == 0  # patches are cut from the reduced copy
+    assert cfg.model.local.head.decoder['input_size'] == cfg.model.local.patch_size

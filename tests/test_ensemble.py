@@ -60,8 +60,8 @@ def test_ensemble_predicts_the_mean_of_its_members(two_models, tmp_path) -> None
 
 
 def test_step4_scores_the_ensemble_as_the_ensemble_diagnostic_does(two_models, tmp_path) -> None:
-    """Step 4's metrics of the packed ensemble equal benchmarks.ensemble_eval's mean of the two models."""
-    from benchmarks.ensemble_eval import run_ensemble
+    """Step 4's metrics of the packed ensemble equal benchmarks.studies.ensemble_eval's mean of the two models."""
+    from benchmarks.studies.ensemble_eval import run_ensemble
     from cldetection.ensemble import combine_checkpoints
     from cldetection.evaluate import evaluate
 
@@ -157,7 +157,7 @@ def test_bad_input_is_one_line_error_and_writes_nothing(case, message, two_model
         checkpoints = [first, tmp_path / 'nope.pth']
     elif case == 'weights_of_another_model':
         saved = torch.load(second, map_location='cpu', weights_only=False)
-        state = {k: v for k, v in saved['state_dict'].items() if not k.startswith('refine_backbone')}
+        state = {k: v for k, v in saved['state_dict'].items() if not k.startswith('local.backbone')}
         assert len(state) < len(saved['state_dict'])
         other = tmp_path / 'global_stage_only.pth'
         torch.save({'meta': {}, 'state_dict': state}, other)

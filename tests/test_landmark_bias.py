@@ -1,4 +1,4 @@
-"""benchmarks.landmark_bias: systematic per-landmark offsets (the model mode runs in test_cascade.py)."""
+"""benchmarks.studies.landmark_bias: systematic per-landmark offsets (the model mode runs in test_cascade.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import data, landmark_bias
+from benchmarks import data
+from benchmarks.studies import landmark_bias
 
 
 def test_offset_table_separates_a_constant_offset_from_the_scatter() -> None:

@@ -1,4 +1,4 @@
-"""benchmarks.learning_curve: the power-law fit over runs on nested training subsets, and its readings."""
+"""benchmarks.studies.learning_curve: the power-law fit over runs on nested training subsets, and its readings."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import learning_curve
+from benchmarks.studies import learning_curve
 from cldetection.errors import InputError
 
 

@@ -1,125 +1,60 @@
-"""Shape augmentation (cldetection.transforms): the image and its keypoints must move together."""
+"""The cascade's transforms (cldetection.transforms): the anti-aliased TopdownAffine and the kept source image."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
-from cldetection.transforms import RandomElasticDeform, deform_image_and_points, random_deformation_field
+from cldetection.transforms import AntiAliasTopdownAffine, KeepSourceImage
 
 
-def dots(shape: tuple[int, int], points: np.ndarray, blur: float = 2.0) -> np.ndarray:
-    """A float image with a blurred bright dot on each point."""
-    image = np.zeros(shape, np.float32)
-    for x, y in np.round(points).astype(int):
-        image[y, x] = 1000.0
-    return cv2.GaussianBlur(image, (0, 0), blur)
+def _topdown_results(rng: np.random.Generator) -> dict:
+    height, width = 2400, 1935
+    # smooth content, so that area averaging and bilinear sampling agree up to aliasing
+    yy, xx = np.mgrid[0:height, 0:width]
+    img = (127 + 100 * np.sin(xx / 90.0) * np.cos(yy / 130.0)).astype(np.uint8)
+    keypoints = np.stack([rng.uniform(0, width, 19), rng.uniform(0, height, 19)], axis=1)[None].astype(np.float32)
+    return dict(img=np.stack([img] * 3, axis=-1), bbox_center=np.array([[967.0, 1199.5]], np.float32),
+                bbox_scale=np.array([[2128.5, 2640.0]], np.float32), bbox_rotation=np.array([7.0]),
+                keypoints=keypoints)
 
 
-def peak_near(image: np.ndarray, point: np.ndarray, radius: int = 6) -> np.ndarray:
-    """Intensity centroid of ``image`` in a window around ``point`` (x, y)."""
-    x0, y0 = np.round(point).astype(int)
-    window = image[y0 - radius:y0 + radius + 1, x0 - radius:x0 + radius + 1].astype(np.float64)
-    ys, xs = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return np.array([x0 + (window * xs).sum() / window.sum(), y0 + (window * ys).sum() / window.sum()])
+def test_anti_alias_affine_has_topdown_affines_geometry() -> None:
+    from mmpose.datasets.transforms import TopdownAffine
 
-
-def dotted_cascade_sample(seed: int, low: float, high: float, min_distance: float, shape: tuple[int, int],
-                          blur: float):
-    """A cascade training sample of 38 landmarks drawn uniformly in [low, high) radiograph pixels, at least
-    ``min_distance`` apart, each a blurred dot on the sample's factor-2 source image (``shape``)."""
-    from mmengine.structures import InstanceData
-    from mmpose.structures import PoseDataSample
-
-    rng = np.random.default_rng(seed)
-    keypoints = np.zeros((0, 2))
-    while len(keypoints) < 38:
-        point = rng.uniform(low, high, 2)
-        if len(keypoints) == 0 or np.linalg.norm(keypoints - point, axis=1).min() > min_distance:
-            keypoints = np.vstack([keypoints, point])
-    source = np.clip(dots(shape, keypoints / 2, blur=blur) * 3, 0, 255).astype(np.uint8)
-    sample = PoseDataSample(metainfo=dict(source_img=source, source_factor=2, spacing=0.1))
-    sample.gt_instances = InstanceData(keypoints=keypoints[None], keypoints_visible=np.ones((1, 38)))
-    return sample
-
-
-def test_deformed_points_land_on_the_deformed_image_features() -> None:
     rng = np.random.default_rng(0)
-    points = np.array([[60.0, 70.0], [190.0, 250.0], [128.0, 160.0], [90.0, 220.0]])
-    image = dots((320, 256), points)
-    for _ in range(10):
-        field = random_deformation_field(image.shape, 0.2, 0.02, 5, rng)
-        assert np.abs(field).max() > 5  # a real deformation, not the identity
-        warped, moved = deform_image_and_points(image, points, field)
-        for point in moved:
-            assert np.linalg.norm(peak_near(warped, point) - point) < 0.35
+    plain = TopdownAffine(input_size=(256, 320), use_udp=True).transform(_topdown_results(rng))
+    smooth = AntiAliasTopdownAffine(input_size=(256, 320), use_udp=True).transform(_topdown_results(
+        np.random.default_rng(0)))
+    for key in ('transformed_keypoints', 'input_center', 'input_scale', 'bbox_scale', 'bbox_center', 'keypoints'):
+        np.testing.assert_allclose(smooth[key], plain[key], rtol=1e-4, atol=1e-2, err_msg=key)
+    assert smooth['img'].shape == plain['img'].shape == (320, 256, 3)
+    inner = (slice(20, -20), slice(20, -20))  # away from the border, where the cut-off pixels matter
+    assert np.abs(smooth['img'][inner].astype(int) - plain['img'][inner].astype(int)).mean() < 2.0
 
 
-def test_zero_deformation_is_the_identity() -> None:
-    field = random_deformation_field((40, 30), 0.0, 0.0, 5, np.random.default_rng(0))
-    assert not field.any()
-    image = np.random.default_rng(1).integers(0, 255, (40, 30), dtype=np.uint8)
-    points = np.array([[3.5, 7.25], [20.0, 33.0]])
-    warped, moved = deform_image_and_points(image, points, field)
-    np.testing.assert_array_equal(warped, image)
-    np.testing.assert_allclose(moved, points, atol=1e-5)
+
+def test_anti_alias_affine_adds_no_keypoints_at_inference() -> None:
+    """Without ground truth (step 5) the output has no ``keypoints`` key, as with MMPose's TopdownAffine."""
+    results = _topdown_results(np.random.default_rng(0))
+    del results['keypoints']
+    out = AntiAliasTopdownAffine(input_size=(256, 320), use_udp=True).transform(results)
+    assert 'keypoints' not in out and out['img'].shape == (320, 256, 3)
 
 
-def test_random_elastic_deform_moves_transformed_keypoints_with_the_input() -> None:
-    np.random.seed(0)
-    points = np.array([[[60.0, 70.0], [190.0, 250.0], [128.0, 160.0]]])
-    image = np.repeat(np.clip(dots((320, 256), points[0]), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
-    original = np.array([[[600.0, 700.0], [1900.0, 2500.0], [1280.0, 1600.0]]])
-    results = RandomElasticDeform(axis_scale=0.15, elastic_sd=0.01, prob=1.0).transform(
-        {'img': image.copy(), 'transformed_keypoints': points.copy(), 'keypoints': original.copy()})
-    assert results['img'].shape == image.shape and not np.array_equal(results['img'], image)
-    assert not np.allclose(results['transformed_keypoints'], points)
-    np.testing.assert_array_equal(results['keypoints'], original)  # the radiograph's own coordinates stay
-    for point in results['transformed_keypoints'][0]:
-        assert np.linalg.norm(peak_near(results['img'][..., 0], point) - point) < 0.6  # (uint8 rounding)
+def test_anti_alias_affine_leaves_small_reductions_to_mmpose() -> None:
+    results = dict(img=np.zeros((300, 300, 3), np.uint8), bbox_center=np.array([[150.0, 150.0]], np.float32),
+                   bbox_scale=np.array([[300.0, 300.0]], np.float32))
+    out = AntiAliasTopdownAffine(input_size=(256, 256), use_udp=True).transform(results)
+    assert out['input_scale'] == pytest.approx([300.0, 300.0])
 
 
-def test_random_elastic_deform_probability_and_arguments() -> None:
-    image = np.full((32, 32, 3), 7, np.uint8)
-    points = np.array([[[3.0, 4.0]]])
-    results = RandomElasticDeform(prob=0.0).transform({'img': image, 'transformed_keypoints': points})
-    assert results['img'] is image and results['transformed_keypoints'] is points
-    # at inference TopdownAffine leaves a 0-d array for the keypoints: only the image is deformed
-    assert RandomElasticDeform(prob=1.0).transform({'img': image, 'transformed_keypoints': np.zeros([])})[
-        'img'].shape == image.shape
-    for bad in (dict(axis_scale=0.6), dict(elastic_sd=-1.0), dict(prob=2.0)):
-        with pytest.raises(ValueError, match='RandomElasticDeform'):
-            RandomElasticDeform(**bad)
+def test_keep_source_image_stores_a_reduced_grey_copy() -> None:
+    img = np.zeros((40, 30, 3), np.uint8)
+    img[..., :] = 90
+    out = KeepSourceImage(factor=2).transform({'img': img})
+    assert out['source_img'].shape == (20, 15) and out['source_img'].dtype == np.uint8
+    assert out['source_factor'] == 2 and int(out['source_img'][3, 3]) == 90
+    assert out['img'] is img  # the model input is untouched
+    with pytest.raises(ValueError, match='positive integer'):
+        KeepSourceImage(factor=1.5)
 
-
-def test_cascade_training_patches_deform_the_targets_with_the_patch() -> None:
-    """With the per-patch deformation on, each patch's target peak still sits on its landmark's pixel."""
-    from mmengine.registry import init_default_scope
-    from mmpose.registry import MODELS
-
-    from cldetection.config_utils import load_config
-    from test_cascade import TINY_CASCADE
-
-    init_default_scope('mmpose')
-    cfg = load_config(TINY_CASCADE).model
-    cfg.refine.train.update(deform=dict(axis_scale=0.15, elastic_sd=0.02, grid=4, prob=1.0), intensity=dict(prob=0.0),
-                            patches_per_image=1, start='truth')  # (no global stage estimates in this test)
-    model = MODELS.build(cfg)
-    # dots at least 12 source pixels apart, so that each window holds one
-    sample = dotted_cascade_sample(3, 100, 500, 24, (300, 300), blur=1.5)
-    codec = model.refine_head.decoder
-    np.random.seed(0)
-    checked = 0
-    for _ in range(20):
-        patches, heatmaps, weights = model._training_patches(sample)
-        assert patches.shape[:2] == (1, 1)  # one patch, one channel (no context)
-        patch = patches[0, 0]
-        decoded, _ = codec.decode(heatmaps[0])
-        for k in np.flatnonzero(weights[0] > 0):
-            point = decoded[0, k]
-            if not (12 <= point[0] < patch.shape[1] - 12 and 12 <= point[1] < patch.shape[0] - 12):
-                continue
-            # the dot of landmark k is the brightest thing near its decoded target position
-            assert np.linalg.norm(peak_near(patch, point, radius=4) - point) < 1.0
-            checked += 1
-    assert checked >= 20

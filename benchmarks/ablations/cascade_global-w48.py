@@ -1,8 +1,9 @@
 # Ablation of issue #9 (see docs/accuracy_log.md): a wider global stage, branch widths 48/96/192/384 instead of
 # 32/64/128/256 (the local stage unchanged). Why: widening it from 16 to 32 was the largest architecture gain
-# measured (global stage alone 2.44 against 3.33 mm on cl2023 fold 0), and on the decayed default 0.25 mm of the
-# cascade's 0.40 mm above its local floor comes from points the global stage misses by 2-6 mm
-# (benchmarks.cascade_oracle --per-landmark). Cost: ~2.2x the global stage's FLOPs. Everything else as the default.
+# measured (docs/accuracy_log.md, "The wider global stage becomes the default"), and on the decayed default most of
+# the cascade's gap above its local floor comes from points the global stage misses by 2-6 mm
+# (benchmarks.studies.cascade_oracle --per-landmark). Cost: ~2.2x the global stage's FLOPs. Everything else as the
+# default.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 global_width = 48

@@ -5,7 +5,7 @@
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 source_factor = 1
-model = dict(refine=dict(pixel_scale=1.5))
+model = dict(local=dict(pixel_scale=1.5))
 # restated: MMEngine resolves the base file's variables (codec, source_factor) when it parses it
 train_pipeline = [
     dict(type='LoadImage'),

@@ -5,4 +5,4 @@
 # keypoint mining (its job is to learn every landmark at all). Everything else as cascade_hrnet-s_cpu.py.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
-model = dict(refine=dict(head=dict(loss=dict(_delete_=True, type='AdaptiveWingLoss', use_target_weight=True))))
+model = dict(local=dict(head=dict(loss=dict(_delete_=True, type='AdaptiveWingLoss', use_target_weight=True))))

@@ -4,4 +4,4 @@
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 patch_codec = dict(type='MSRAHeatmap', input_size=(128, 128), heatmap_size=(32, 32), sigma=2, unbiased=True)
-model = dict(refine=dict(head=dict(decoder=patch_codec)))
+model = dict(local=dict(head=dict(decoder=patch_codec)))

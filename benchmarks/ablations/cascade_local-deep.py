@@ -5,4 +5,4 @@
 # tried. Cost: ~1.5x the local stage's FLOPs (benchmarks.cascade_cost). Everything else as cascade_hrnet-s_cpu.py.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
-model = dict(refine=dict(backbone=dict(extra=dict(stage3=dict(num_modules=2), stage4=dict(num_modules=2)))))
+model = dict(local=dict(backbone=dict(extra=dict(stage3=dict(num_modules=2), stage4=dict(num_modules=2)))))

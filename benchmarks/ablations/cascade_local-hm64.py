@@ -4,4 +4,4 @@
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 patch_codec = dict(type='UDPHeatmap', input_size=(128, 128), heatmap_size=(64, 64), sigma=4)
-model = dict(refine=dict(head=dict(deconv_out_channels=(16, ), deconv_kernel_sizes=(4, ), decoder=patch_codec)))
+model = dict(local=dict(head=dict(deconv_out_channels=(16, ), deconv_kernel_sizes=(4, ), decoder=patch_codec)))

@@ -6,4 +6,4 @@
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 patch_codec = dict(type='UDPHeatmap', input_size=(160, 160), heatmap_size=(40, 40), sigma=2)
-model = dict(refine=dict(head=dict(decoder=patch_codec), patch_size=patch_codec['input_size']))
+model = dict(local=dict(head=dict(decoder=patch_codec), patch_size=patch_codec['input_size']))

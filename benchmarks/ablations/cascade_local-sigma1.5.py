@@ -5,4 +5,4 @@
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
 patch_codec = dict(type='UDPHeatmap', input_size=(128, 128), heatmap_size=(32, 32), sigma=1.5)
-model = dict(refine=dict(head=dict(decoder=patch_codec)))
+model = dict(local=dict(head=dict(decoder=patch_codec)))

@@ -4,10 +4,10 @@
 # are today's default. Everything else as cascade_hrnet-s_cpu.py.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
-refine_width = 16
-model = dict(refine=dict(
+local_width = 16
+model = dict(local=dict(
     backbone=dict(extra=dict(
-        stage2=dict(num_channels=(refine_width, 2 * refine_width)),
-        stage3=dict(num_channels=(refine_width, 2 * refine_width, 4 * refine_width)),
-        stage4=dict(num_channels=(refine_width, 2 * refine_width, 4 * refine_width, 8 * refine_width)))),
-    head=dict(in_channels=refine_width)))
+        stage2=dict(num_channels=(local_width, 2 * local_width)),
+        stage3=dict(num_channels=(local_width, 2 * local_width, 4 * local_width)),
+        stage4=dict(num_channels=(local_width, 2 * local_width, 4 * local_width, 8 * local_width)))),
+    head=dict(in_channels=local_width)))

@@ -5,5 +5,5 @@
 # local examples per epoch). Everything else as cascade_hrnet-s_cpu.py.
 _base_ = '../../cldetection_configs/cascade_hrnet-s_cpu.py'
 
-model = dict(refine=dict(backbone=_base_.model.backbone, head=dict(in_channels=_base_.global_width),
+model = dict(local=dict(backbone=_base_.model.backbone, head=dict(in_channels=_base_.global_width),
                          train=dict(patches_per_image=16)))

@@ -1,13 +1,14 @@
-"""Cephalometric class agreement on ISBI 2015 Test1: a model against the senior annotator, next to the junior.
+"""Question: how often does a model's cephalometric class on ISBI 2015 Test1 equal the senior annotator's, next to
+the junior annotator's? Class agreement of a model against the senior annotator, next to the junior.
 
 For each of the eight measurements of :mod:`cldetection.analysis` (ANB, SNB, SNA, ODI, APDI, FHI, FMA, MW),
 the share of Test1 images (151-300) whose class from the model's landmarks equals the class from the senior
 annotator's (the official ISBI 2015 ground truth). The same figure for the junior annotator, computed
 directly from ``landmarks.csv``, is the human reference. ::
 
-    python -m benchmarks.analysis_agreement                                  # the junior reference only
-    python -m benchmarks.analysis_agreement --prediction-json TEST1_PRED.json  # a step 5 JSON of the Test1 stack
-    python -m benchmarks.analysis_agreement --config CFG --checkpoint CKPT [--save-json TEST1_PRED.json]
+    python -m benchmarks.studies.analysis_agreement                                    # the junior reference only
+    python -m benchmarks.studies.analysis_agreement --prediction-json TEST1_PRED.json  # step 5 JSON, Test1 stack
+    python -m benchmarks.studies.analysis_agreement --config CFG --checkpoint CKPT [--save-json TEST1_PRED.json]
 
 A prediction JSON is step 5's output for the Test1 stack that ``benchmarks.data`` builds
 (``benchmarks/work/data/isbi2015/test_stack.mha``): slice ``z`` is image ``150 + z``. With ``--config`` and
@@ -36,14 +37,17 @@ from cldetection.analysis import (MEASUREMENT_NAMES, Measurement, agreement_perc
                                   class_agreement, format_agreement)
 from cldetection.errors import check_output_file, fail, run_cli
 
-from .data import DEFAULT_SHARED_DATA, ISBI_SPACING_MM, ISBI_TEST1_IMAGES, read_isbi_annotations
-from .process import REPO_ROOT
-from .results import format_row, parse_table
+from ..data import DEFAULT_SHARED_DATA, ISBI_SPACING_MM, ISBI_TEST1_IMAGES, read_isbi_annotations
+from ..process import REPO_ROOT
+from ..results import format_row, parse_table
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RESULTS = REPO_ROOT / 'benchmarks' / 'RESULTS.md'
-SECTION_START = '<!-- analysis-agreement: written by python -m benchmarks.analysis_agreement; edits are lost -->'
+SECTION_START = ('<!-- analysis-agreement: written by python -m benchmarks.studies.analysis_agreement; '
+                 'edits are lost -->')
+#: how every start marker begins: the module's former path (``benchmarks.analysis_agreement``) wrote another one
+SECTION_MARK = '<!-- analysis-agreement:'
 SECTION_END = '<!-- /analysis-agreement -->'
 SECTION_HEADING = '## Cephalometric class agreement (ISBI 2015 Test1)'
 SECTION_INTRO = (
@@ -51,7 +55,7 @@ SECTION_INTRO = (
     'annotator (the official ISBI 2015 ground truth), per measurement of `cldetection/analysis.py` (definitions '
     'and class cuts of Wang et al. 2016, as the challenge\'s classification script computes them), in %; Mean '
     'is the mean over the eight. The junior annotator is the human reference. A model row comes from '
-    '`python -m benchmarks.analysis_agreement --config CFG --checkpoint CKPT` or `--prediction-json JSON` '
+    '`python -m benchmarks.studies.analysis_agreement --config CFG --checkpoint CKPT` or `--prediction-json JSON` '
     '(see `benchmarks/README.md`).')
 JUNIOR_LABEL = 'junior annotator (human reference)'
 COLUMNS: tuple[str, ...] = ('Source', 'Images', *MEASUREMENT_NAMES, 'Mean', 'Date', 'Commit')
@@ -115,12 +119,19 @@ def agreement_row(label: str, counts: Mapping[str, tuple[int, int]], date: str, 
             'Mean': f'{sum(finite) / len(finite):.1f}' if finite else 'nan', 'Date': date, 'Commit': commit}
 
 
+def section_markers(lines: list[str]) -> tuple[Optional[int], Optional[int]]:
+    """The line numbers (0-based) of the section's start and end markers, None for a marker not there."""
+    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION_MARK)), None)
+    end = lines.index(SECTION_END) if SECTION_END in lines else None
+    return start, end
+
+
 def read_section_rows(lines: list[str]) -> list[dict[str, str]]:
     """The rows of the section's table (empty when there is no section)."""
-    if SECTION_START not in lines or SECTION_END not in lines:
+    start, end = section_markers(lines)
+    if start is None or end is None:
         return []
-    body = lines[lines.index(SECTION_START):lines.index(SECTION_END)]
-    return parse_table([line for line in body if line.startswith('|')])
+    return parse_table([line for line in lines[start:end] if line.startswith('|')])
 
 
 def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Path:
@@ -128,12 +139,13 @@ def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Pa
 
     A new section goes just above the Runs table (or at the end of a file without one).
     """
-    from .results import RESULTS_INTRO, RESULTS_TITLE, RUNS_HEADING
+    from ..results import RESULTS_INTRO, RESULTS_TITLE, RUNS_HEADING
 
     results_md = Path(results_md)
     lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else \
         [RESULTS_TITLE, '', RESULTS_INTRO, '']
-    if (SECTION_START in lines) != (SECTION_END in lines):
+    start, end = section_markers(lines)
+    if (start is None) != (end is None):
         fail(results_md, f'has only one of the markers {SECTION_START!r} and {SECTION_END!r}; fix it by hand')
     kept = {r['Source']: r for r in read_section_rows(lines)}
     for row in rows:
@@ -143,8 +155,7 @@ def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Pa
     section = [SECTION_START, SECTION_HEADING, '', SECTION_INTRO, '', format_row(COLUMNS),
                format_row(['---'] * len(COLUMNS)),
                *(format_row([r.get(c, '') for c in COLUMNS]) for r in ordered), SECTION_END]
-    if SECTION_START in lines:
-        start, end = lines.index(SECTION_START), lines.index(SECTION_END)
+    if start is not None and end is not None:
         lines = lines[:start] + section + lines[end + 1:]
     elif RUNS_HEADING in lines:
         at = lines.index(RUNS_HEADING)
@@ -185,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from .run import git_commit
+    from ..run import git_commit
 
     if (args.config is None) != (args.checkpoint is None):
         fail(None, '--config and --checkpoint go together')

@@ -1,15 +1,16 @@
-"""Pseudo-labelled extra training images for the cl2023 protocol (self-training).
+"""Question: does training on pseudo-labelled extra images (self-training) help the cl2023 protocol? This makes
+those images: pseudo-labelled extra training images for the cl2023 protocol.
 
 The cl2023 protocol has 130 training images per fold, and the measured gain from more labelled images is
 small but steady (``docs/accuracy_log.md``, "more training images"). The 107 ISBI 2015 images 001-300 that are not
 in the CL-Detection 2023 subset are radiographs of the same kind, but ISBI's labels follow another convention
-for a third of the landmarks and cover only 19 of the 38 (``benchmarks.label_agreement``). This labels them
+for a third of the landmarks and cover only 19 of the 38 (``benchmarks.studies.label_agreement``). This labels them
 with a trained cl2023 model instead: the model's 38 predicted points become their ground truth, and
 ``benchmarks.run --extra-train OUT/pseudo-train.json`` trains on them beside the fold's labelled images. The
 test fold's images are never among them, and the labelling model must have been trained without them (a model
 of the same fold). ::
 
-    python -m benchmarks.pseudo_labels --config DIR/config.py --checkpoint DIR/best.pth --out-dir OUT
+    python -m benchmarks.studies.pseudo_labels --config DIR/config.py --checkpoint DIR/best.pth --out-dir OUT
 
 Each step goes the user's way: the images -> a challenge stack (``python -m cldetection.stack``, cached as
 ``<data-dir>/cl2023/extra_stack.mha``) -> step 5's predictor -> a challenge ground-truth JSON
@@ -21,7 +22,7 @@ for scale, cl2023's own ground truth lies 1.31 mm from them on the 193 shared im
 
 ``--senior-landmarks 1 7 10 ...`` puts the ISBI senior annotator's points in place of the model's for those
 landmarks (``OUT/pseudo-senior-gt.json`` goes to step 2): for the seven landmarks where cl2023 kept the senior's
-clicks (``benchmarks.label_agreement``: sella, pogonion, gonion, both incisal tips, upper lip, subnasale, all
+clicks (``benchmarks.studies.label_agreement``: sella, pogonion, gonion, both incisal tips, upper lip, subnasale, all
 within 0.5 mm) a human label is better than any model's.
 """
 from __future__ import annotations
@@ -38,13 +39,13 @@ from cldetection.errors import fail, run_cli
 from cldetection.metric import radial_errors_mm
 from cldetection.prepare import EXTRA_ID_OFFSET
 
-from .data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_NUM_LANDMARKS, ISBI_SPACING_MM, ISBI_TEST1_IMAGES,
+from ..data import (DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_NUM_LANDMARKS, ISBI_SPACING_MM, ISBI_TEST1_IMAGES,
                    ISBI_TRAIN_IMAGES, build_stack, cl2023_image_paths, isbi_landmarks, read_isbi_annotations,
                    run_step2)
 
 LABEL = 'pseudo'
 #: How far cl2023's own landmarks 1-19 lie from the ISBI senior annotator's on the 193 shared images
-#: (``python -m benchmarks.label_agreement``): the scale for the pseudo-labels' distance.
+#: (``python -m benchmarks.studies.label_agreement``): the scale for the pseudo-labels' distance.
 CL2023_FROM_SENIOR_MM = 1.309
 
 
@@ -100,9 +101,9 @@ def senior_gated_points(model: np.ndarray, senior: np.ndarray, gate_mm: float, s
     within ``gate_mm`` of it, the model's elsewhere.
 
     Why: cl2023 kept the senior's click for 62 % of these points and re-annotated the rest
-    (``benchmarks.label_agreement``). A human click is exact where it was kept; where the model agrees with the
+    (``benchmarks.studies.label_agreement``). A human click is exact where it was kept; where the model agrees with the
     senior, the senior's click was most likely kept; where it disagrees, the point was likely re-annotated (or
-    the model is wrong) and the model's estimate is the better guess. ``benchmarks.label_fusion`` measures the
+    the model is wrong) and the model's estimate is the better guess. ``benchmarks.studies.label_fusion`` measures the
     gate on images with cl2023 ground truth.
     """
     model = np.asarray(model, dtype=np.float64)
@@ -222,7 +223,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              'of the model, e.g. 1 7 10 11 12 13 15 (where cl2023 kept the senior\'s points)')
     parser.add_argument('--senior-gate-mm', type=float, default=None, metavar='MM',
                         help='for landmarks 1-19, take the ISBI senior annotator\'s point wherever the model\'s lies '
-                             'within MM of it, the model\'s elsewhere (benchmarks.label_fusion measures the gate)')
+                             'within MM of it, the model\'s elsewhere (benchmarks.studies.label_fusion measures the '
+                             'gate)')
     parser.add_argument('--echo', action='store_true', help='show the steps\' output live')
     return parser.parse_args(argv)
 

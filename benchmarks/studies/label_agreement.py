@@ -1,4 +1,5 @@
-"""How the CL-Detection 2023 ground truth of landmarks 1-19 relates to the ISBI 2015 annotators.
+"""Question: how far does the CL-Detection 2023 ground truth of landmarks 1-19 lie from each ISBI 2015
+annotator's points? How the two ground truths relate, per landmark.
 
 The 193 cl2023 images are ISBI 2015 images, and cl2023's landmarks 1-19 follow the ISBI definitions, but the
 challenge re-annotated some of them. This measures by how much, per landmark: the radial distance (mm) of
@@ -6,7 +7,7 @@ cl2023's point from the ISBI senior annotator's, the junior's and their mean, an
 to the senior's (within 0.15 mm). It decides whether ISBI's labels of the images outside the cl2023 subset
 could serve as extra cl2023 training data: only where the two ground truths agree. ::
 
-    python -m benchmarks.label_agreement [--shared-data ../shared/data]
+    python -m benchmarks.studies.label_agreement [--shared-data ../shared/data]
 
 Prints a table (no files written).
 """
@@ -23,7 +24,7 @@ from cldetection.errors import fail, run_cli
 from cldetection.landmarks import landmark_names
 from cldetection.metric import radial_errors_mm
 
-from .data import (DEFAULT_SHARED_DATA, ISBI_ANNOTATORS, ISBI_NUM_LANDMARKS, ISBI_SPACING_MM, cl2023_image_paths,
+from ..data import (DEFAULT_SHARED_DATA, ISBI_ANNOTATORS, ISBI_NUM_LANDMARKS, ISBI_SPACING_MM, cl2023_image_paths,
                    isbi_landmarks, read_isbi_annotations)
 
 REFERENCES = ('senior', 'junior', 'mean')

@@ -1,7 +1,8 @@
-"""How accuracy grows with labelled images: a power law fitted to benchmark runs on nested training subsets.
+"""Question: how many labelled images would a target accuracy need? A power law fitted to benchmark runs on nested
+training subsets.
 
     python -m benchmarks.run ... --train-on-valid --train-images 39 --work-dir runs/lc39_f1   # and 77, and all
-    python -m benchmarks.learning_curve runs/lc39_f1 runs/lc77_f1 runs/full_f1 [--target-mre 1.5] \\
+    python -m benchmarks.studies.learning_curve runs/lc39_f1 runs/lc77_f1 runs/full_f1 [--target-mre 1.5] \\
         [--at-images 300 450]
 
 Runs are grouped by protocol, split (fold) and config (``--ignore-config``: protocol and split); runs of one

@@ -1,6 +1,6 @@
-"""What would averaging several trained models buy? Score their mean prediction with step 4's metric.
+"""Question: what would averaging several trained models buy? Score their mean prediction with step 4's metric.
 
-    python -m benchmarks.ensemble_eval CONFIG1 CHECKPOINT1 CONFIG2 CHECKPOINT2 [...] --data-root DIR \\
+    python -m benchmarks.studies.ensemble_eval CONFIG1 CHECKPOINT1 CONFIG2 CHECKPOINT2 [...] --data-root DIR \\
         [--split test]
 
 Every model tests the same images through its own config's test pipeline (step 4's setup); the ensemble's
@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-logger = logging.getLogger('benchmarks.ensemble_eval')
+logger = logging.getLogger('benchmarks.studies.ensemble_eval')
 
 
 def mean_of_predictions(outputs: Sequence[list]) -> list:

@@ -1,14 +1,15 @@
-"""How good would pseudo-labels be? Label the cl2023 images a model did not train on, and score the labels.
+"""Question: how good would pseudo-labels be? Label the cl2023 images a model did not train on, and score the
+labels.
 
-Self-training (``benchmarks.pseudo_labels``) labels the 107 ISBI 2015 images outside the cl2023 subset with a
+Self-training (``benchmarks.studies.pseudo_labels``) labels the 107 ISBI 2015 images outside the cl2023 subset with a
 trained model; those images also carry the ISBI senior annotator's 19 landmarks, which cl2023 kept for 62 % of
-the points of its own images and re-annotated for the rest (``benchmarks.label_agreement``). Which label a
+the points of its own images and re-annotated for the rest (``benchmarks.studies.label_agreement``). Which label a
 student should learn from -- the model's, the senior's, or the senior's only where the model agrees with it
-(:func:`benchmarks.pseudo_labels.senior_gated_points`) -- can be measured where the answer is known: on the
+(:func:`benchmarks.studies.pseudo_labels.senior_gated_points`) -- can be measured where the answer is known: on the
 cl2023 images of the fold the model did not train on (its test split, by default), labelled the way the 107
 would be, against cl2023's ground truth. ::
 
-    python -m benchmarks.label_fusion --config DIR/config.py --checkpoint DIR/best.pth --fold 0 \\
+    python -m benchmarks.studies.label_fusion --config DIR/config.py --checkpoint DIR/best.pth --fold 0 \\
         [--gates 0.5 1 1.5 2 3] [--splits test valid]
 
 Prints, per labelling, the mean radial error (mm) of landmarks 1-19 (the only ones the senior labels) and of all
@@ -29,12 +30,12 @@ from cldetection.errors import fail, run_cli
 from cldetection.landmarks import landmark_names
 from cldetection.metric import radial_errors_mm
 
-from .data import (CL2023_NUM_LANDMARKS, DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_NUM_LANDMARKS,
+from ..data import (CL2023_NUM_LANDMARKS, DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, ISBI_NUM_LANDMARKS,
                    cl2023_fold_split, cl2023_image_paths, isbi_landmarks, prepare_cl2023, read_isbi_annotations)
 from .pseudo_labels import senior_gated_points, senior_points_for
 
-#: The seven landmarks ``benchmarks.pseudo_labels --senior-landmarks`` was prepared with (cl2023 within 0.5 mm of
-#: the senior on average): sella, pogonion, gonion, both incisal tips, upper lip, subnasale.
+#: The seven landmarks ``benchmarks.studies.pseudo_labels --senior-landmarks`` was prepared with (cl2023 within
+#: 0.5 mm of the senior on average): sella, pogonion, gonion, both incisal tips, upper lip, subnasale.
 AGREEING_LANDMARKS = (1, 7, 10, 11, 12, 13, 15)
 
 

@@ -1,7 +1,8 @@
-"""Systematic per-landmark offsets: a model's mean signed error on a split, and the ISBI 2015 annotators' drift.
+"""Question: is part of a model's error a constant per-landmark offset, and did the ISBI 2015 annotators drift? A
+model's mean signed error on a split, and the annotators' offsets per split.
 
-    python -m benchmarks.landmark_bias model CONFIG CHECKPOINT --data-root DIR [--split test]
-    python -m benchmarks.landmark_bias annotators [--landmarks-csv ../shared/data/isbi2015/landmarks.csv]
+    python -m benchmarks.studies.landmark_bias model CONFIG CHECKPOINT --data-root DIR [--split test]
+    python -m benchmarks.studies.landmark_bias annotators [--landmarks-csv ../shared/data/isbi2015/landmarks.csv]
 
 ``model``: per landmark, the mean of (prediction - ground truth) in mm (x, y), the MRE, the MRE about that
 mean (what the MRE would be if the offset were removed), and the SD of the errors along their major and minor
@@ -23,9 +24,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-logger = logging.getLogger('benchmarks.landmark_bias')
+logger = logging.getLogger('benchmarks.studies.landmark_bias')
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_LANDMARKS_CSV = REPO.parent / 'shared' / 'data' / 'isbi2015' / 'landmarks.csv'
 
 
@@ -63,7 +64,7 @@ def model_errors(config: Path, checkpoint: Path, data_root: Optional[str], split
 
 def annotator_offsets(landmarks_csv: Path) -> dict[str, np.ndarray]:
     """ISBI split -> ``N x 19 x 2`` (senior - junior) in mm."""
-    from benchmarks.data import ISBI_SPACING_MM, read_isbi_annotations
+    from ..data import ISBI_SPACING_MM, read_isbi_annotations
 
     images = read_isbi_annotations(landmarks_csv)
     by_split: dict[str, list[np.ndarray]] = {}

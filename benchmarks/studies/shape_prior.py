@@ -1,6 +1,7 @@
-"""Could a shape prior correct the hard landmarks? Predict each landmark from the model's other estimates.
+"""Question: could a shape prior correct the hard landmarks? Predict each landmark from the model's other
+estimates.
 
-    python -m benchmarks.shape_prior CONFIG CHECKPOINT --data-root DIR [--split test]
+    python -m benchmarks.studies.shape_prior CONFIG CHECKPOINT --data-root DIR [--split test]
 
 For each landmark j, a ridge regression fitted on the labelled shapes of the training images (``train.json`` and
 ``valid.json`` of DIR, in mm) predicts j's position from the other K - 1 landmarks (its ridge strength chosen by
@@ -21,7 +22,7 @@ import numpy as np
 
 from .cascade_oracle import checkpoint_diagnostic_parser
 
-logger = logging.getLogger('benchmarks.shape_prior')
+logger = logging.getLogger('benchmarks.studies.shape_prior')
 
 ALPHAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)

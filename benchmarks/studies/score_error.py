@@ -1,8 +1,9 @@
-"""Does a model know when it is wrong? Its landmark scores (heatmap peaks) against its errors on a cl2023 test fold.
+"""Question: does a model know when it is wrong? Its landmark scores (heatmap peaks) against its errors on a cl2023
+test fold.
 
-    python -m benchmarks.score_error --config DIR/config.py --checkpoint DIR/best.pth --fold F
+    python -m benchmarks.studies.score_error --config DIR/config.py --checkpoint DIR/best.pth --fold F
 
-For self-training (``benchmarks.pseudo_labels``): a pseudo-label could be left out (keypoint weight 0) where the
+For self-training (``benchmarks.studies.pseudo_labels``): a pseudo-label could be left out (keypoint weight 0) where the
 labelling model is unsure, but only if a low score marks a large error. The fold's test slices of the cl2023
 stack go through step 5's predictor; each landmark's score is ranked within its landmark (scores of hard and
 easy landmarks differ in scale), and the table shows the error of the lowest-ranked fraction against the rest,
@@ -20,7 +21,7 @@ from cldetection.challenge_io import load_landmarks
 from cldetection.errors import fail, run_cli
 from cldetection.metric import radial_errors_mm
 
-from .data import DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, prepare_cl2023
+from ..data import DEFAULT_DATA_DIR, DEFAULT_SHARED_DATA, prepare_cl2023
 
 FRACTIONS = (0.1, 0.2, 0.3)
 LARGE_ERROR_MM = 4.0

@@ -1,0 +1,1 @@
+"""Registered modules that only ablation configs use (research; not part of the ``cldetection`` product)."""
