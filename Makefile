@@ -34,8 +34,9 @@ $(STAMP): requirements.lock requirements-cuda.lock pyproject.toml
 	$(PIP) --no-build-isolation -e .
 	touch $(STAMP)
 
+# One pytest-xdist worker per core (the suite is mostly processes that import torch and MMPose, one core each).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 demo: install
 	$(PY) -m cldetection.demo --work-dir work_dirs/demo
