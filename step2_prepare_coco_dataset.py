@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from cldetection.challenge_io import DEFAULT_MAX_SLICES
 from cldetection.errors import run_cli
 from cldetection.prepare import DEFAULT_RATIOS, prepare_coco_dataset
 
@@ -33,6 +34,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='another stack and its ground truth whose every slice joins the training split only '
                              '(never valid or test), e.g. radiographs labelled by a trained model with step 5 '
                              '--save_pseudo_gt_path (self-training); written as OUT/images/extra<i>/; repeatable')
+    parser.add_argument('--outside-as-invisible', '--outside_as_invisible', dest='outside_as_invisible',
+                        action='store_true',
+                        help='keep a labelled point that lies outside its image (zero padding cropped) with '
+                             'visibility 0 instead of stopping')
+    parser.add_argument('--max-slices', type=int, default=DEFAULT_MAX_SLICES, metavar='N',
+                        help='the most slices a stack may have (default: %(default)s)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
@@ -42,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = prepare_coco_dataset(args.mha_file_path, args.train_gt_path, args.output_dir, ratios=args.ratios,
                                   seed=args.seed, folds=args.folds, fold=args.fold, overwrite=args.overwrite,
                                   allow_missing=args.allow_missing, extra_train=args.extra_train,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, outside_as_invisible=args.outside_as_invisible,
+                                  max_slices=args.max_slices)
     sizes = ', '.join(f'{name} {len(zs)}' for name, zs in result.splits.items())
     extra = (f' (+ {sum(result.extra_train_images)} extra training images)'
              if result.extra_train_images else '')

@@ -61,7 +61,7 @@ def build_test_config(config: str | Path, checkpoint: str | Path, *, split: str 
     if split not in SPLIT_DATALOADERS:
         fail(None, f'split must be one of {", ".join(SPLIT_DATALOADERS)}, got {split!r}')
     if not Path(checkpoint).is_file():
-        fail(checkpoint, 'checkpoint not found')
+        fail(checkpoint, 'weights file not found' if not Path(checkpoint).exists() else 'weights path is not a file')
     cfg = load_config(config, cfg_options)
     disable_pretrained(cfg)  # the checkpoint holds the weights; nothing to download
     for key in ('test_dataloader', 'test_evaluator', SPLIT_DATALOADERS[split]):
@@ -160,11 +160,31 @@ class EvaluationResult:
     analysis_agreement: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
+def check_checkpoint(cfg: Config, checkpoint: Path, config: str | Path) -> None:
+    """Step 5's checks of a checkpoint, before the runner writes anything (log folder, config copy): a missing
+    or unreadable file, a file that is not a checkpoint, a truncated or damaged one, and weights that do not
+    fit the config's model are each a one-line error worded as step 5's (:func:`cldetection.predict._read_checkpoint`,
+    :func:`cldetection.predict._check_weights_fit`)."""
+    from mmpose.apis import init_model
+
+    from .predict import _check_weights_fit, _read_checkpoint, _state_dict
+
+    state = _state_dict(_read_checkpoint(checkpoint), checkpoint)
+    try:
+        # cfg_options={}: as in LandmarkPredictor (a LandmarkEnsemble's model has no backbone to switch off)
+        model = init_model(copy.deepcopy(cfg), checkpoint=None, device='cpu', cfg_options={})
+    except Exception as err:
+        fail(config, f'cannot build the model: {type(err).__name__}: {first_line(err)}')
+    _check_weights_fit(model, state, checkpoint, Path(config))
+
+
 def _load_weights(runner, checkpoint: Path, config: str | Path) -> None:
     """Load strictly: a checkpoint that does not fit the config is an error (MMEngine would only warn)."""
     try:
         runner.load_checkpoint(str(checkpoint), map_location='cpu', strict=True)
     except RuntimeError as err:
+        if 'loading state_dict' not in str(err):
+            fail(checkpoint, f'cannot read the weights: {type(err).__name__}: {first_line(err)}')
         details = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
         fail(checkpoint, f'weights do not fit the model of {Path(config).name}: '
                          f'{(details[0] if details else str(err))[:300]}')
@@ -181,8 +201,9 @@ def build_test_runner(config: str | Path, checkpoint: str | Path, *, split: str 
     strictly. For diagnostics that drive the test loop themselves (``benchmarks.studies.cascade_oracle`` and others)."""
     from mmengine.runner import Runner
 
-    runner = Runner.from_cfg(build_test_config(config, checkpoint, split=split, out_dir=out_dir,
-                                               cfg_options=cfg_options))
+    cfg = build_test_config(config, checkpoint, split=split, out_dir=out_dir, cfg_options=cfg_options)
+    check_checkpoint(cfg, Path(checkpoint), config)
+    runner = Runner.from_cfg(cfg)
     _load_weights(runner, Path(checkpoint), config)
     return runner
 
@@ -199,6 +220,7 @@ def evaluate(config: str | Path, checkpoint: str | Path, *, split: str = 'test',
     checkpoint = Path(checkpoint)
     out_dir = Path(out_dir) if out_dir is not None else checkpoint.parent / f'eval_{split}'
     cfg = build_test_config(config, checkpoint, split=split, out_dir=out_dir, cfg_options=cfg_options)
+    check_checkpoint(cfg, checkpoint, config)  # before the runner writes its log folder and config copy
     out_dir.mkdir(parents=True, exist_ok=True)
 
     runner = Runner.from_cfg(cfg)

@@ -16,13 +16,19 @@ scores stay on the main stack. Their slices are written as ``OUT/images/extra<i>
 annotation ids ``i * EXTRA_ID_OFFSET + z``, apart from the main stack's ids ``z``.
 
 Memory stays flat in the number of slices: slices are streamed from the stack one at a time and written
-straight to PNG. Nothing is ever deleted: a non-empty output folder is refused unless ``overwrite`` is set,
-and every file is written under a temporary name and renamed, so an interrupted run never leaves a
-complete-looking JSON or a half-written image.
+straight to PNG. Nothing is ever lost: a non-empty output folder is refused unless ``overwrite`` is set, the
+folder is locked for the run (a second step 2 writing into it is refused), every file is written under a
+temporary name and renamed, so an interrupted run never leaves a complete-looking JSON or a half-written image,
+and a run that fails removes the files and folders it created (files it replaced under ``overwrite`` keep their
+new content), so a rerun is not blocked by a half dataset.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -31,9 +37,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .challenge_io import (LandmarkSet, StackInfo, atomic_output, crop_zero_padding, load_landmarks,
-                           read_stack_info, read_stack_slices, write_json_atomic)
-from .errors import fail
+from .challenge_io import (DEFAULT_MAX_SLICES, LandmarkSet, StackInfo, atomic_output, crop_zero_padding,
+                           load_landmarks, read_stack_info, read_stack_slices, write_json_atomic)
+from .errors import fail, first_line, write_problem
 from .landmarks import landmark_names
 
 logger = logging.getLogger(__name__)
@@ -126,12 +132,74 @@ def _check_against_stack(gt: LandmarkSet, num_slices: int, allow_missing: bool) 
     return missing
 
 
-def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        fail(output_dir, 'exists and is not a folder')
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        fail(output_dir, 'output folder is not empty; choose another or pass --overwrite '
-                         '(files step 2 writes are replaced, nothing is deleted)')
+class _OutputFolder:
+    """Step 2's claim on its output folder: locked (``flock``) for the run, checked empty (unless ``overwrite``)
+    and writable before any slice is read; it records what the run creates so that :meth:`roll_back` can
+    remove exactly that when the run fails."""
+
+    def __init__(self, output_dir: Path, overwrite: bool) -> None:
+        self.path = output_dir
+        self.created: list[Path] = []  # files and folders this run made, in order
+        if output_dir.exists() and not output_dir.is_dir():
+            fail(output_dir, 'exists and is not a folder')
+        self.mkdir(output_dir)
+        try:
+            self.fd = os.open(output_dir, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+        except OSError as err:
+            self.roll_back()
+            fail(output_dir, f'cannot open the output folder: {err.strerror or first_line(err)}')
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if any(output_dir.iterdir()) and not overwrite:
+                fail(output_dir, 'output folder is not empty; choose another or pass --overwrite '
+                                 '(files step 2 writes are replaced, nothing is deleted)')
+            with tempfile.TemporaryFile(dir=output_dir, prefix='.step2.'):
+                pass
+        except BlockingIOError:
+            self.release()
+            fail(output_dir, 'another step 2 run is writing into this folder; wait for it or choose another')
+        except OSError as err:
+            self.release(roll_back=True)
+            fail(output_dir, write_problem(err))
+        except BaseException:
+            self.release(roll_back=True)
+            raise
+
+    def mkdir(self, folder: Path) -> None:
+        """Create ``folder`` and missing parents, remembering which."""
+        missing = [d for d in (folder, *folder.parents) if not d.exists()][::-1]
+        for d in missing:
+            try:
+                d.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as err:
+                fail(d, f'cannot create the folder: {err.strerror or first_line(err)}')
+            self.created.append(d)
+
+    def new_file(self, path: Path) -> Path:
+        """Note that the run is about to write ``path``; if it does not exist yet, a failed run removes it."""
+        if not path.exists():
+            self.created.append(path)
+        return path
+
+    def roll_back(self) -> None:
+        for path in reversed(self.created):
+            try:
+                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as err:  # e.g. a folder someone put a file into meanwhile: leave it
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    logger.warning('%s: could not remove it after the failed run: %s', path, err)
+        self.created = []
+
+    def release(self, roll_back: bool = False) -> None:
+        if roll_back:
+            self.roll_back()
+        if getattr(self, 'fd', None) is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _write_png_atomic(image_rgb: np.ndarray, path: Path) -> None:
@@ -141,9 +209,10 @@ def _write_png_atomic(image_rgb: np.ndarray, path: Path) -> None:
 
 
 def _read_extra_training_stack(stack: str | Path, gt_path: str | Path, num_landmarks: int,
-                               allow_missing: bool) -> tuple[StackInfo, LandmarkSet]:
+                               allow_missing: bool, max_slices: int = DEFAULT_MAX_SLICES
+                               ) -> tuple[StackInfo, LandmarkSet]:
     """Check an extra training stack and its ground truth before anything is written."""
-    info = read_stack_info(stack)
+    info = read_stack_info(stack, max_slices)
     if info.num_slices >= EXTRA_ID_OFFSET:
         fail(info.path, f'has {info.num_slices} slices; an extra training stack may have at most '
                         f'{EXTRA_ID_OFFSET - 1}')
@@ -156,10 +225,12 @@ def _read_extra_training_stack(stack: str | Path, gt_path: str | Path, num_landm
 
 
 def _coco_entries(stack: Path, info: StackInfo, gt: LandmarkSet, image_dir: Path, num_landmarks: int,
-                  progress: bool, folder: str = '', id_offset: int = 0) -> Iterator[tuple[dict, dict]]:
+                  progress: bool, output: _OutputFolder, folder: str = '', id_offset: int = 0,
+                  outside_as_invisible: bool = False) -> Iterator[tuple[dict, dict]]:
     """Write every slice of ``stack`` as ``image_dir/[folder/]<z>.png`` (padding cropped) and yield its COCO
-    ``image`` and ``annotation`` (id ``id_offset + z``), one slice in memory at a time."""
-    (image_dir / folder).mkdir(parents=True, exist_ok=True)
+    ``image`` and ``annotation`` (id ``id_offset + z``), one slice in memory at a time. A labelled point
+    outside its (cropped) image is an error, or with ``outside_as_invisible`` a point of visibility 0."""
+    output.mkdir(image_dir / folder)
     for z, padded in tqdm(read_stack_slices(stack, info=info), total=info.num_slices,
                           desc=f'step2: {stack.name}', unit='slice', disable=not progress):
         image = crop_zero_padding(padded)
@@ -168,13 +239,20 @@ def _coco_entries(stack: Path, info: StackInfo, gt: LandmarkSet, image_dir: Path
             fail(stack, f'slice {z} is empty (all zero)')
         height, width = image.shape[:2]
         file_name = f'{folder}/{z}.png' if folder else f'{z}.png'
-        _write_png_atomic(image, image_dir / file_name)
         coords, visible = gt.as_array(z, num_landmarks)
         outside = [k + 1 for k in range(num_landmarks) if visible[k] and not
                    (0 <= coords[k, 0] < width and 0 <= coords[k, 1] < height)]
+        if outside and not outside_as_invisible:
+            k = outside[0]
+            fail(gt.path, f'slice {z}: landmark {k} at ({coords[k - 1, 0]:g}, {coords[k - 1, 1]:g}) lies outside '
+                          f'the {width} x {height} image (width x height, zero padding cropped)'
+                          + (f', and {len(outside) - 1} more' if len(outside) > 1 else '')
+                          + '; --outside-as-invisible keeps such points with visibility 0')
         if outside:
-            logger.warning('%s: slice %d: landmark(s) %s lie outside the %dx%d image after cropping',
+            logger.warning('%s: slice %d: landmark(s) %s lie outside the %dx%d image: visibility 0',
                            gt.path, z, _compact(outside), width, height)
+            visible[[k - 1 for k in outside]] = 0
+        _write_png_atomic(image, output.new_file(image_dir / file_name))
         keypoints = np.concatenate([coords, 2 * visible[:, None]], axis=1)
         image_id = id_offset + z
         yield ({'id': image_id, 'file_name': file_name, 'width': width, 'height': height, 'spacing': gt.spacing[z]},
@@ -188,7 +266,8 @@ def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, o
                          ratios: Sequence[float] = DEFAULT_RATIOS, seed: int = 0, folds: Optional[int] = None,
                          fold: Optional[int] = None, overwrite: bool = False, allow_missing: bool = False,
                          extra_train: Sequence[tuple[str | Path, str | Path]] = (),
-                         progress: bool = True) -> PreparedDataset:
+                         progress: bool = True, outside_as_invisible: bool = False,
+                         max_slices: int = DEFAULT_MAX_SLICES) -> PreparedDataset:
     """Write ``images/<z>.png`` and COCO-style ``train/valid/test.json`` for a challenge stack.
 
     Args:
@@ -202,6 +281,9 @@ def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, o
         allow_missing: keep images that lack some landmarks (those get visibility 0) instead of failing.
         extra_train: ``(stack, ground truth)`` pairs whose every slice joins the training split only (e.g.
             pseudo-labelled radiographs); their ground truth must have the main one's landmarks.
+        outside_as_invisible: keep a labelled point outside its image as invisible (visibility 0) instead of
+            failing.
+        max_slices: the most slices a stack may have (:data:`cldetection.challenge_io.DEFAULT_MAX_SLICES`).
     """
     mha_file_path, train_gt_path, output_dir = Path(mha_file_path), Path(train_gt_path), Path(output_dir)
     if len(ratios) != 3 or any(r < 0 for r in ratios) or not np.isclose(sum(ratios), 1.0):
@@ -211,11 +293,11 @@ def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, o
     if folds is not None and (folds < 2 or not 0 <= fold < folds):
         fail(None, f'--fold must be in 0..{folds - 1} and --folds >= 2 (got --folds {folds} --fold {fold})')
 
-    info = read_stack_info(mha_file_path)
+    info = read_stack_info(mha_file_path, max_slices)
     gt = load_landmarks(train_gt_path, require_spacing=True)
     missing = _check_against_stack(gt, info.num_slices, allow_missing)
     num_landmarks = gt.num_landmarks
-    extras = [_read_extra_training_stack(stack, extra_gt, num_landmarks, allow_missing)
+    extras = [_read_extra_training_stack(stack, extra_gt, num_landmarks, allow_missing, max_slices)
               for stack, extra_gt in extra_train]
     slices = list(range(1, info.num_slices + 1))
     if folds is not None:
@@ -224,22 +306,38 @@ def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, o
         splits = split_by_fold(slices, folds, fold, seed, valid_ratio=ratios[1])
     else:
         splits = split_by_ratio(slices, ratios, seed)
-    _check_output_dir(output_dir, overwrite)
+    output = _OutputFolder(output_dir, overwrite)
+    try:
+        _write_dataset(output, mha_file_path, train_gt_path, info, gt, extras, splits, num_landmarks, seed, folds,
+                       fold, ratios, progress, outside_as_invisible)
+    except BaseException:
+        output.release(roll_back=True)
+        raise
+    output.release()
+    return PreparedDataset(output_dir, splits, num_landmarks, missing, [extra.num_slices for extra, _ in extras])
+
+
+def _write_dataset(output: _OutputFolder, mha_file_path: Path, train_gt_path: Path, info: StackInfo, gt: LandmarkSet,
+                   extras: list[tuple[StackInfo, LandmarkSet]], splits: dict[str, list[int]], num_landmarks: int,
+                   seed: int, folds: Optional[int], fold: Optional[int], ratios: Sequence[float], progress: bool,
+                   outside_as_invisible: bool) -> None:
+    """Write the images and the three COCO files into the claimed ``output`` folder."""
+    output_dir = output.path
     image_dir = output_dir / 'images'
-    image_dir.mkdir(parents=True, exist_ok=True)
+    output.mkdir(image_dir)
 
     split_of = {z: name for name, zs in splits.items() for z in zs}
     documents = {name: {'images': [], 'annotations': []} for name in SPLITS}
-    for image, annotation in _coco_entries(mha_file_path, info, gt, image_dir, num_landmarks, progress):
+    for image, annotation in _coco_entries(mha_file_path, info, gt, image_dir, num_landmarks, progress, output,
+                                           outside_as_invisible=outside_as_invisible):
         documents[split_of[image['id']]]['images'].append(image)
         documents[split_of[image['id']]]['annotations'].append(annotation)
-    extra_counts = []
     for i, (extra_info, extra_gt) in enumerate(extras, start=1):
-        entries = list(_coco_entries(extra_info.path, extra_info, extra_gt, image_dir, num_landmarks, progress,
-                                     folder=f'extra{i}', id_offset=i * EXTRA_ID_OFFSET))
+        entries = list(_coco_entries(extra_info.path, extra_info, extra_gt, image_dir, num_landmarks, progress, output,
+                                     folder=f'extra{i}', id_offset=i * EXTRA_ID_OFFSET,
+                                     outside_as_invisible=outside_as_invisible))
         documents['train']['images'] += [image for image, _ in entries]
         documents['train']['annotations'] += [annotation for _, annotation in entries]
-        extra_counts.append(len(entries))
 
     category = {'id': 1, 'name': 'cephalogram', 'supercategory': 'skull',
                 'keypoints': landmark_names(num_landmarks), 'skeleton': []}
@@ -249,6 +347,6 @@ def prepare_coco_dataset(mha_file_path: str | Path, train_gt_path: str | Path, o
     for name in SPLITS:
         doc = documents[name]
         doc.update(info={'description': f'cldetection step 2: {name} split', **source}, categories=[category])
-        write_json_atomic(doc, output_dir / f'{name}.json', indent=None)
+        write_json_atomic(doc, output.new_file(output_dir / f'{name}.json'), indent=None)
         logger.info('%s: %d images', output_dir / f'{name}.json', len(doc['images']))
-    return PreparedDataset(output_dir, splits, num_landmarks, missing, extra_counts)
+

@@ -7,7 +7,8 @@ Usage::
 Slice ``z`` (1-based) holds the ``z``-th image, as 3 x uint8 (grey images repeated into three channels, colour
 images as RGB), zero-padded on the right and bottom to 2400 x 2880 (height x width) like the CL-Detection 2023
 stacks. Every image is checked (readable, 8-bit, not larger than a slice) before anything is written, and the
-stack is written one slice at a time under a temporary name, so a failure leaves no partial file.
+stack is written one slice at a time under a temporary name, so a failure leaves no partial file; the output is
+claimed first (:func:`cldetection.errors.claim_output`), so a second run writing the same stack is refused.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .challenge_io import CHALLENGE_SLICE_SHAPE, check_fits_challenge_slice, write_stack
-from .errors import check_output_file, fail, run_cli
+from .errors import claim_output, fail, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +72,22 @@ def build_stack(images: Sequence[str | Path], out: str | Path, overwrite: bool =
         fail(None, 'no images given (--images A.png B.jpg ...)')
     if out.suffix.lower() != '.mha':
         fail(out, 'the stack must be a .mha file (MetaImage with the pixels inside)')
-    check_output_file(out, overwrite)
     if any(p.resolve() == out.resolve() for p in images):
         fail(out, 'is also one of the input images')
-    for path in images:  # check everything first: a bad 300th image must not cost 299 slices of writing
-        check_image(path)
 
     def slices() -> Iterator[np.ndarray]:
         for z, path in enumerate(tqdm(images, desc='stack', unit='slice', disable=not progress), start=1):
             logger.debug('slice %d: %s', z, path)
             yield load_slice_image(path)  # checked above; write_stack pads it
 
-    write_stack(slices(), out, len(images))
+    with claim_output(out, overwrite) as claim:  # refused if it exists (without --overwrite) or is being written
+        for path in images:  # check everything first: a bad 300th image must not cost 299 slices of writing
+            check_image(path)
+        stream = slices()
+        try:
+            write_stack(stream, claim, len(images))
+        finally:
+            stream.close()  # the progress bar ends before any error line
     logger.info('wrote %s: %d slices of %d x %d x 3 uint8', out, len(images), *CHALLENGE_SLICE_SHAPE)
     return out
 

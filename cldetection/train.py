@@ -143,7 +143,7 @@ def _require_validation_images(cfg: Config) -> None:
         return
     try:
         images = json.loads(ann_path.read_text(encoding='utf-8')).get('images')
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError, MemoryError):
         return  # not ours to judge here: MMPose's loader names what is wrong with it
     if images == []:
         fail(ann_path, 'holds no images to validate on; pass --no-validate to train without validation '

@@ -81,10 +81,15 @@ def test_wrong_pixel_type_is_rejected(tmp_path):
     sitk.WriteImage(grey16, str(tmp_path / 'u16.mha'))
     with pytest.raises(InputError, match='wrong pixel type: 1 x MET_USHORT'):
         read_stack_info(tmp_path / 'u16.mha')
-    grey8 = sitk.GetImageFromArray(np.ones((2, 8, 9), np.uint8))
-    sitk.WriteImage(grey8, str(tmp_path / 'u8.mha'))
-    with pytest.raises(InputError, match='wrong pixel type: 1 x MET_UCHAR'):
-        read_stack_info(tmp_path / 'u8.mha')
+    rgba = sitk.GetImageFromArray(np.ones((2, 8, 9, 4), np.uint8), isVector=True)
+    sitk.WriteImage(rgba, str(tmp_path / 'rgba.mha'))
+    with pytest.raises(InputError, match='wrong pixel type: 4 x MET_UCHAR'):
+        read_stack_info(tmp_path / 'rgba.mha')
+    grey = np.arange(2 * 8 * 9, dtype=np.uint8).reshape(2, 8, 9)  # grey uint8 is read as three equal channels
+    sitk.WriteImage(sitk.GetImageFromArray(grey), str(tmp_path / 'u8.mha'))
+    assert read_stack_info(tmp_path / 'u8.mha').channels == 1
+    slices = dict(read_stack_slices(tmp_path / 'u8.mha'))
+    assert slices[2].shape == (8, 9, 3) and (slices[2] == grey[1][:, :, None]).all()
 
 
 def test_empty_stack_is_rejected(tmp_path):

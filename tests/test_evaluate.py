@@ -165,7 +165,7 @@ def test_bad_input_is_one_line_error(coco_dir: Path, checkpoint: Path, tmp_path:
                                      capsys: pytest.CaptureFixture) -> None:
     data = ['--cfg-options', f'data_root={coco_dir}', '--out-dir', str(tmp_path / 'o')]
     step4 = load_script(STEP4).main
-    assert_one_line_error(step4, [str(TINY_CONFIG), str(tmp_path / 'missing.pth'), *data], 'checkpoint not found',
+    assert_one_line_error(step4, [str(TINY_CONFIG), str(tmp_path / 'missing.pth'), *data], 'weights file not found',
                           capsys)
     assert_one_line_error(step4, [str(TINY_CONFIG), str(checkpoint), '--cfg-options', f'data_root={tmp_path}'],
                           'annotation file of test_dataloader not found', capsys)
@@ -175,3 +175,19 @@ def test_bad_input_is_one_line_error(coco_dir: Path, checkpoint: Path, tmp_path:
     from cldetection.predict import save_untrained_checkpoint
     other = save_untrained_checkpoint(other_config, tmp_path / 'nineteen.pth')
     assert_one_line_error(step4, [str(TINY_CONFIG), str(other), *data], 'weights do not fit the model', capsys)
+    assert not (tmp_path / 'o').exists()  # checked before the runner writes its log folder and config copy
+
+
+def test_load_errors_are_worded_as_step5s_and_leave_nothing(coco_dir: Path, checkpoint: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """A text file named .pth (before: 'IndexError: pop from empty list') and a truncated checkpoint."""
+    out = tmp_path / 'o'
+    data = ['--cfg-options', f'data_root={coco_dir}', '--out-dir', str(out)]
+    text = tmp_path / 'notes.pth'
+    text.write_text('just some notes\n')
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(checkpoint.read_bytes()[:4096])
+    for weights, message in [(text, 'notes.pth: not a checkpoint'), (cut, 'cut.pth: cannot read the weights: '
+                                                                          'truncated or damaged zip checkpoint')]:
+        assert_one_line_error(load_script(STEP4).main, [str(TINY_CONFIG), str(weights), *data], message, capsys)
+        assert not out.exists()

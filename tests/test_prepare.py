@@ -153,8 +153,8 @@ def _bad_inputs(tmp_path: Path) -> dict:
     empty.write_text('ObjectType = Image\nNDims = 3\nDimSize = 288 240 0\nElementNumberOfChannels = 3\n'
                      'ElementType = MET_UCHAR\nElementDataFile = LOCAL\n')
     cases['empty stack'] = (empty, gt, 'empty.mha: empty stack')
-    blank_images = [np.full((20, 20), 9, np.uint8), np.zeros((20, 20), np.uint8), np.full((20, 20), 9, np.uint8)]
-    blank = write_stack(iter(blank_images), tmp_path / 'blank.mha', 3, shape=(30, 30))
+    blank_images = [np.full((200, 160), 9, np.uint8), np.zeros((200, 160), np.uint8), np.full((200, 160), 9, np.uint8)]
+    blank = write_stack(iter(blank_images), tmp_path / 'blank.mha', 3, shape=(240, 288))  # gt's points inside
     cases['all-zero slice'] = (blank, gt, 'blank.mha: slice 2 is empty (all zero)')
     no_scale = _rewrite_gt(make_challenge_stack(tmp_path / 's', num_slices=3, num_landmarks=4)[1],
                            lambda pts: pts[2].pop('scale'))

@@ -187,7 +187,8 @@ def make_pseudo_labels(config: Path, checkpoint: Path, out_dir: Path, data_dir: 
     taken = None
     if senior_gate_mm is not None:
         gt, taken = with_gated_senior_points(gt, out_dir / 'pseudo-gated-gt.json', images, csv_path, senior_gate_mm)
-    run_step2(stack, gt, out_dir / 'step2', ['--ratios', '1', '0', '0'], echo)
+    # a label the model put outside its radiograph teaches nothing: kept with visibility 0, as a missing one
+    run_step2(stack, gt, out_dir / 'step2', ['--ratios', '1', '0', '0', '--outside-as-invisible'], echo)
     out = offset_training_file(out_dir / 'step2' / 'train.json', out_dir / 'pseudo-train.json', label=label)
     distances = distance_to_isbi_senior(prediction.points, images, csv_path)
     print(f'{len(prediction.points)} images pseudo-labelled by {checkpoint}: {out}')
