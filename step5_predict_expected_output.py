@@ -2,12 +2,14 @@
 """Step 5: predict the landmarks of every slice of a stack and write the challenge prediction JSON.
 
     python step5_predict_expected_output.py --config_file CONFIG --load_weight_path CKPT \
-        --load_mha_path STACK.mha --save_json_path OUT.json [--device auto] [--gt_json GT.json]
+        --load_mha_path STACK.mha --save_json_path OUT.json [--device auto] [--engine auto] [--gt_json GT.json]
 
 With ``--gt_json`` the prediction is also scored (MRE, SDR) against that ground truth, so any stack can be
 evaluated end to end. With ``--analysis`` the eight ISBI 2015 cephalometric measurements (ANB, SNB, SNA, ODI,
 APDI, FHI, FMA, MW) and their classes of every slice are written to ``<json stem>_analysis.csv`` beside the
-JSON (replaced only with ``--overwrite``, like the JSON). Build a stack from your own images with ``python -m cldetection.stack``.
+JSON (replaced only with ``--overwrite``, like the JSON). On a CPU, ``--engine auto`` runs a cascade's networks in
+ONNX Runtime (exported once, cached in ``<weights>.onnx/`` beside the weights); ``--engine pytorch`` never exports.
+Build a stack from your own images with ``python -m cldetection.stack``.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import cldetection  # noqa: F401  (compatibility fixes + registrations before anything imports mmpose)
+from cldetection.challenge_io import DEFAULT_MAX_SLICES
 from cldetection.errors import run_cli
 from cldetection.predict import CHALLENGE_SPACING_MM, add_model_arguments, analysis_csv_path, metrics_report, \
     predict_stack_to_json
@@ -48,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--overwrite', action='store_true',
                         help='replace --save_json_path (and with --analysis its CSV, with '
                              '--save_pseudo_gt_path that file) if it exists')
+    parser.add_argument('--max-slices', type=int, default=DEFAULT_MAX_SLICES, metavar='N',
+                        help='the most slices the stack may have (default: %(default)s)')
     return parser
 
 
@@ -55,8 +60,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     prediction, metrics = predict_stack_to_json(
         args.config_file, args.load_weight_path, args.load_mha_path, args.save_json_path, device=args.device,
-        batch_size=args.batch_size, gt_json=args.gt_json, overwrite=args.overwrite, analysis=args.analysis,
-        spacing=args.spacing, pseudo_gt_path=args.save_pseudo_gt_path)
+        batch_size=args.batch_size, engine=args.engine, gt_json=args.gt_json, overwrite=args.overwrite,
+        analysis=args.analysis, spacing=args.spacing, pseudo_gt_path=args.save_pseudo_gt_path,
+        max_slices=args.max_slices)
     print(f'wrote {args.save_json_path}: {len(prediction.points)} slices, '
           f'{prediction.seconds_per_slice:.3f} s per slice (model load excluded)')
     if args.analysis:

@@ -5,20 +5,27 @@
 per landmark out). Its ``local`` attribute is the **local stage** (:class:`cldetection.patch_stage.PatchStage`),
 which refines every landmark on a small high-resolution patch centred on the global estimate. One model, one
 config, one checkpoint: step 3 trains both stages together; step 4, step 5 and the grand-challenge container
-predict with the cascade through MMPose's ordinary ``test_step``.
+predict with the cascade through MMPose's ordinary ``test_step``; at prediction both stages' networks can run in
+an inference engine instead of PyTorch (:meth:`CascadeLandmarkEstimator.set_engine`,
+:mod:`cldetection.inference_engine`).
 """
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
+from mmengine.structures import PixelData
 from mmpose.models.pose_estimators import TopdownPoseEstimator
+from mmpose.models.utils.tta import flip_heatmaps
 from mmpose.registry import MODELS
 
 from .patch_stage import PatchStage
 from .precision import phase_precisions, run_backbone
+
+if TYPE_CHECKING:
+    from .inference_engine import InferenceEngine
 
 #: Checkpoints written before 2026-12-07 name the local stage's modules ``refine_backbone`` and ``refine_head``.
 _LEGACY_LOCAL_KEY = re.compile(r'(^|\.)refine_(backbone|head)\.')
@@ -78,6 +85,14 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         self.local = PatchStage(**local, mean=self.data_preprocessor.mean, std=self.data_preprocessor.std,
                                 precision=self.precision, channels_last=self.channels_last)
         self._register_load_state_dict_pre_hook(self._rename_legacy_keys)
+        #: runs both stages' networks at prediction when set (:meth:`set_engine`); PyTorch when ``None``
+        self.engine: Optional[InferenceEngine] = None
+
+    def set_engine(self, engine: Optional[InferenceEngine]) -> None:
+        """Predict through ``engine``'s sessions of the two networks (:func:`cldetection.inference_engine.
+        load_engine`), or through PyTorch again with ``None``. Training always runs PyTorch."""
+        self.engine = engine
+        self.local.engine = None if engine is None else engine.local_network
 
     @staticmethod
     def _rename_legacy_keys(state_dict: dict, prefix: str, *args) -> None:
@@ -108,8 +123,27 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         coarse = np.asarray(keypoints, dtype=np.float64)
         return np.where(np.isfinite(coarse), coarse, 0.0).clip(0, [width - 1, height - 1])
 
+    def global_heatmaps(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The global stage's heatmaps (``N x K x h x w``) of normalised images: the engine's when one is set."""
+        if self.engine is not None and not self.training:
+            return self.engine.global_network(inputs)
+        return self.head.forward(self.extract_feat(inputs))
+
+    def predict_global(self, inputs: torch.Tensor, data_samples: list) -> list:
+        """The global stage's estimates: what ``TopdownPoseEstimator.predict`` does for a heatmap head (flip test,
+        ``output_heatmaps`` included), with the network behind :meth:`global_heatmaps`, so an engine can run it."""
+        heatmaps = self.global_heatmaps(inputs)
+        if self.test_cfg.get('flip_test', False):
+            flipped = flip_heatmaps(self.global_heatmaps(inputs.flip(-1)),
+                                    flip_mode=self.test_cfg.get('flip_mode', 'heatmap'),
+                                    flip_indices=data_samples[0].metainfo['flip_indices'],
+                                    shift_heatmap=self.test_cfg.get('shift_heatmap', False))
+            heatmaps = (heatmaps + flipped) * 0.5
+        fields = [PixelData(heatmaps=h) for h in heatmaps.detach()] if self.test_cfg.get('output_heatmaps') else None
+        return self.add_pred_to_datasample(self.head.decode(heatmaps), fields, data_samples)
+
     def predict(self, inputs: torch.Tensor, data_samples: list) -> list:
-        results = super().predict(inputs, data_samples)
+        results = self.predict_global(inputs, data_samples)
         if not self.test_cfg.get('local', True):
             return results
         for sample in results:

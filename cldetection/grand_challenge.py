@@ -6,7 +6,10 @@ naming the input socket ``lateral-dental-x-rays`` and its folder (``images/later
 test stack ``*.mha``); it runs with no network and must write ``/output/orthodontic-landmarks.json`` in the
 challenge's 'Multiple points' format (:func:`cldetection.challenge_io.prediction_document`: only the keys the
 platform's schema defines). Without ``inputs.json`` (older platform versions, local runs) the fixed folder is
-used. The same entry point runs outside Docker with ``--input-dir`` / ``--output-dir`` and a model.
+used. The same entry point runs outside Docker with ``--input-dir`` / ``--output-dir`` and a model. ``--engine auto``
+(the default) predicts a cascade with ONNX Runtime where the container has no GPU and with PyTorch on a GPU
+(:mod:`cldetection.inference_engine`; its ONNX files go beside the weights, or to the temporary folder where the
+model folder is read-only).
 
 The model (``config.py`` + ``weights.pth``), in this order: ``--config`` and ``--weights``; a model tarball
 uploaded to the platform separately from the image (Algorithm > Models), which it unpacks into
@@ -30,7 +33,6 @@ Helpers for the shell scripts of step 6 (run them with ``python -m cldetection.g
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -44,8 +46,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .challenge_io import (PREDICTION_NAME, PREDICTION_TYPE, StackInfo, atomic_output, load_landmarks,
-                           prediction_document, read_stack_info, write_json_atomic)
-from .errors import check_output_file, fail, run_cli
+                           prediction_document, read_json, read_stack_info, write_json_atomic)
+from .errors import claim_output, fail, releasing_claims, run_cli
+from .inference_engine import check_engine
 from .predict import LandmarkPredictor, add_model_arguments
 
 logger = logging.getLogger(__name__)
@@ -76,10 +79,7 @@ def input_stack_folder(input_dir: Path) -> Path:
     listing = input_dir / INPUTS_JSON
     if not listing.is_file():
         return input_dir / INPUT_SUBDIR
-    try:
-        entries = json.loads(listing.read_text(encoding='utf-8'))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        fail(listing, f'not readable as JSON ({err})')
+    entries = read_json(listing)  # one-line errors: unreadable, not JSON, too large, nested too deeply
     if not isinstance(entries, list):
         fail(listing, f'expected a list of socket values, found a {type(entries).__name__}')
     slugs = []
@@ -151,22 +151,27 @@ def resolve_model(config: Optional[Path], weights: Optional[Path], model_dir: Op
 
 
 def _output_path(output_dir: Path, overwrite: bool) -> Path:
+    """The output JSON, claimed (:func:`cldetection.errors.claim_output`) until ``run_algorithm`` returns."""
     if output_dir.exists() and not output_dir.is_dir():
         fail(output_dir, 'output path exists and is not a folder')
-    return check_output_file(output_dir / OUTPUT_NAME, overwrite)
+    return claim_output(output_dir / OUTPUT_NAME, overwrite).path
 
 
+@releasing_claims()  # a run that fails leaves no placeholder of the output it claimed
 def run_algorithm(input_dir: str | Path, output_dir: str | Path, config_file: str | Path,
                   weights_file: str | Path, device: str = 'auto', batch_size: Optional[int] = None,
-                  overwrite: bool = False, progress: bool = True) -> Path:
-    """Predict every input stack and write ``output_dir/orthodontic-landmarks.json``; return its path."""
+                  overwrite: bool = False, progress: bool = True, engine: str = 'pytorch') -> Path:
+    """Predict every input stack and write ``output_dir/orthodontic-landmarks.json``; return its path.
+    ``engine``: as :class:`cldetection.predict.LandmarkPredictor`'s (``process.py`` passes ``auto``: ONNX Runtime
+    on a CPU, PyTorch on a GPU)."""
+    check_engine(engine)
     stacks = find_input_stacks(input_dir)
     infos: list[StackInfo] = [read_stack_info(p) for p in stacks]  # all valid before the model loads
     output = _output_path(Path(output_dir), overwrite)
     if len(stacks) > 1:
         logger.warning('%d stacks in %s (grand-challenge gives one per job): numbering their slices on, in '
                        'this order: %s', len(stacks), stacks[0].parent, ', '.join(p.name for p in stacks))
-    predictor = LandmarkPredictor(config_file, weights_file, device=device, batch_size=batch_size)
+    predictor = LandmarkPredictor(config_file, weights_file, device=device, batch_size=batch_size, engine=engine)
     points: dict[int, np.ndarray] = {}
     offset = 0
     for info in infos:
@@ -247,7 +252,7 @@ def compare_predictions(actual_path: str | Path, expected_path: str | Path,
     actual_path, expected_path = Path(actual_path), Path(expected_path)
     expected = load_landmarks(expected_path, require_spacing=False)
     actual = load_landmarks(actual_path, require_spacing=False)  # one-line error if unreadable
-    result = Comparison(prediction_schema_problems(json.loads(actual_path.read_text(encoding='utf-8'))))
+    result = Comparison(prediction_schema_problems(read_json(actual_path)))
     if actual.slices != expected.slices:
         result.problems.append(f'slices {actual.slices[:10]}... differ from the expected {expected.slices[:10]}...')
         return result
@@ -291,11 +296,12 @@ def stage_model(config_file: str | Path, weights_file: str | Path, out_dir: str 
     return config_out, weights_out
 
 
+@releasing_claims()
 def write_model_tarball(config_file: str | Path, weights_file: str | Path, out: str | Path,
                         overwrite: bool = False) -> Path:
     """Stage a model (:func:`stage_model`) into ``out`` (``.tar.gz``) with ``config.py`` and ``weights.pth`` at
     its top, as the platform unpacks it into ``/opt/ml/model``. Written under a temporary name, then renamed."""
-    out = check_output_file(out, overwrite)
+    out = claim_output(out, overwrite).path
     with tempfile.TemporaryDirectory(prefix='cldetection-model.') as tmp:
         staged = stage_model(config_file, weights_file, tmp)
         with atomic_output(out) as part, tarfile.open(part, 'w:gz') as tar:
@@ -331,7 +337,8 @@ def process_main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_process_parser().parse_args(argv)
     config, weights = resolve_model(args.config, args.weights, args.model_dir)
     run_algorithm(args.input_dir, args.output_dir, config, weights, device=args.device,
-                  batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.no_progress)
+                  batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.no_progress,
+                  engine=args.engine)
     return 0
 
 

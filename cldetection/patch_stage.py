@@ -23,7 +23,7 @@ the same seed (its checkpoints and benchmark rows would stop repeating).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -89,6 +89,8 @@ class PatchStage(BaseModule):
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
+        #: the network in an inference engine, used at prediction when set (the cascade's ``set_engine``)
+        self.engine: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
     # ------------------------------------------------------------------------------------------- geometry
     def reduction(self, factor: int) -> int:
@@ -117,7 +119,10 @@ class PatchStage(BaseModule):
         return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Heatmaps (``P x K x h' x w'``) of normalised patches, in the model's precision and memory format."""
+        """Heatmaps (``P x K x h' x w'``) of normalised patches, in the model's precision and memory format, or the
+        engine's when one is set (prediction only)."""
+        if self.engine is not None and not self.training:
+            return self.engine(inputs)
         phase = 'train' if self.training else 'test'
         return self.head.forward(run_backbone(self.backbone, inputs, self.precision[phase], self.channels_last))
 

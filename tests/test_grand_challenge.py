@@ -149,7 +149,7 @@ def test_inputs_json_names_the_stack_folder(key, tmp_path):
     ([socket_value('lateral-dental-x-rays', '/abs')], 'leaves the input folder'),
     ({'socket': 'not a list'}, 'expected a list'),
     ([{'image': {}}], 'no "socket"'),
-    ('{broken', 'not readable as JSON'),
+    ('{broken', 'not valid JSON'),
 ])
 def test_bad_inputs_json_is_one_line_error(entries, message, tmp_path, capsys):
     root = input_folder(tmp_path / 'input')

@@ -241,11 +241,11 @@ def _write_mha(array: np.ndarray, path: Path, vector: bool = True) -> Path:
     ('missing_config', 'config file not found'),
     ('broken_config', 'cannot load the config'),
     ('missing_weights', 'weights file not found'),
-    ('garbage_weights', 'cannot read the weights'),
+    ('garbage_weights', 'not a checkpoint'),
     ('weights_of_other_model', 'weights do not fit the model'),
     ('missing_stack', 'file not found'),
     ('float_stack', 'wrong pixel type'),
-    ('grey_stack', 'wrong pixel type'),
+    ('grey_stack', 'slice 1 is empty'),  # grey stacks are read (as 3 equal channels); this one is black
     ('four_d_stack', 'expected a 3-D stack'),
     ('blank_slice', 'slice 2 is empty'),
     ('gt_beyond_stack', 'has slice 4'),
