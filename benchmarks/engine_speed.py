@@ -103,7 +103,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
 
     import cldetection  # noqa: F401
-    from cldetection.predict import save_untrained_checkpoint
+    from cldetection.checkpoints import save_untrained_checkpoint
     from cldetection.stack import build_stack
 
     args.work_dir.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch  # noqa: E402  (after argument parsing: --help stays fast)
 
     import cldetection  # noqa: F401
-    from cldetection.predict import save_untrained_checkpoint
+    from cldetection.checkpoints import save_untrained_checkpoint
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
     stack = args.work_dir / f'stack_{args.num_slices}.mha'

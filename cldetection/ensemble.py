@@ -131,7 +131,8 @@ def combine_checkpoints(config_file: str | Path, checkpoint_files: Sequence[str 
     from mmengine.runner.checkpoint import save_checkpoint
 
     from .config_utils import disable_pretrained, load_config
-    from .predict import LandmarkPredictor, _check_weights_fit, _read_checkpoint, _state_dict
+    from .checkpoints import check_weights_fit, checkpoint_state_dict, read_checkpoint
+    from .predict import LandmarkPredictor
 
     config_file = Path(config_file)
     checkpoint_files = [Path(path) for path in checkpoint_files]
@@ -154,9 +155,9 @@ def combine_checkpoints(config_file: str | Path, checkpoint_files: Sequence[str 
     member_model = MODELS.build(copy.deepcopy(cfg.model))
     states, metas = [], []
     for path in checkpoint_files:
-        checkpoint = _read_checkpoint(path)
-        state = _state_dict(checkpoint, path)
-        _check_weights_fit(member_model, state, path, config_file)
+        checkpoint = read_checkpoint(path)
+        state = checkpoint_state_dict(checkpoint, path)
+        check_weights_fit(member_model, state, path, config_file)
         states.append(state)
         metas.append(checkpoint.get('meta') if isinstance(checkpoint.get('meta'), dict) else {})
     del member_model

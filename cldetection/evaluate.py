@@ -163,19 +163,19 @@ class EvaluationResult:
 def check_checkpoint(cfg: Config, checkpoint: Path, config: str | Path) -> None:
     """Step 5's checks of a checkpoint, before the runner writes anything (log folder, config copy): a missing
     or unreadable file, a file that is not a checkpoint, a truncated or damaged one, and weights that do not
-    fit the config's model are each a one-line error worded as step 5's (:func:`cldetection.predict._read_checkpoint`,
-    :func:`cldetection.predict._check_weights_fit`)."""
+    fit the config's model are each a one-line error worded as step 5's (:func:`cldetection.checkpoints.read_checkpoint`,
+    :func:`cldetection.checkpoints.check_weights_fit`)."""
     from mmpose.apis import init_model
 
-    from .predict import _check_weights_fit, _read_checkpoint, _state_dict
+    from .checkpoints import check_weights_fit, checkpoint_state_dict, read_checkpoint
 
-    state = _state_dict(_read_checkpoint(checkpoint), checkpoint)
+    state = checkpoint_state_dict(read_checkpoint(checkpoint), checkpoint)
     try:
         # cfg_options={}: as in LandmarkPredictor (a LandmarkEnsemble's model has no backbone to switch off)
         model = init_model(copy.deepcopy(cfg), checkpoint=None, device='cpu', cfg_options={})
     except Exception as err:
         fail(config, f'cannot build the model: {type(err).__name__}: {first_line(err)}')
-    _check_weights_fit(model, state, checkpoint, Path(config))
+    check_weights_fit(model, state, checkpoint, Path(config))
 
 
 def _load_weights(runner, checkpoint: Path, config: str | Path) -> None:

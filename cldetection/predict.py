@@ -10,8 +10,8 @@ keypoints MMPose returns are in input-image pixels, which are therefore stack pi
 On a CPU the cascade's two networks can run in ONNX Runtime instead of PyTorch (``engine``, step 5's
 ``--engine``: :mod:`cldetection.inference_engine`); the rest of the prediction is the same code.
 
-Checkpoints are read by MMEngine's loader, i.e. ``torch.load`` with ``weights_only=True`` under the allow-list
-of :mod:`cldetection.compat`: no code from a checkpoint ever runs.
+Checkpoints are read and checked by :mod:`cldetection.checkpoints` (``weights_only``: no code from a checkpoint
+ever runs).
 """
 from __future__ import annotations
 
@@ -30,10 +30,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cascade import rename_legacy_keys
 from .challenge_io import (DEFAULT_MAX_SLICES, LandmarkSet, StackInfo, crop_zero_padding, read_stack_info,
                            read_stack_slices)
-from .compat import unsafe_checkpoint_global
+from .checkpoints import check_weights_fit, checkpoint_state_dict, read_checkpoint
 from .config_utils import disable_pretrained, load_config
 from .dataset import whole_image_bbox
 from .errors import claim_output, fail, first_line, releasing_claims
@@ -84,74 +83,6 @@ def _load_config(config_file: Path):
         fail(config_file, 'config has no test_dataloader.dataset.pipeline (needed to prepare images)')
     disable_pretrained(cfg)
     return cfg
-
-
-def _checkpoint_format(checkpoint_file: Path) -> str:
-    """``'zip'`` (``torch.save``'s format) or ``'pickle'`` (its legacy one), from the first bytes; a one-line
-    error for a missing or unreadable file and for anything else (a text file named ``.pth``)."""
-    if not checkpoint_file.is_file():
-        fail(checkpoint_file, 'weights file not found' if not checkpoint_file.exists() else 'weights path is not a file')
-    try:
-        with open(checkpoint_file, 'rb') as f:
-            head = f.read(4)
-    except OSError as err:
-        fail(checkpoint_file, f'cannot read the weights: {err.strerror or first_line(err)}')
-    if head.startswith(b'PK\x03\x04'):
-        return 'zip'
-    if head[:1] == b'\x80':
-        return 'pickle'
-    fail(checkpoint_file, 'not a checkpoint: ' + ('the file is empty' if not head else
-                          f'a PyTorch checkpoint is a zip archive (or a pickle), this file starts with {head!r}'))
-
-
-def _read_checkpoint(checkpoint_file: Path) -> dict:
-    """Read a checkpoint through MMEngine (``weights_only`` torch load); one-line errors that tell a missing or
-    unreadable file, a file that is not a checkpoint and a truncated or damaged one apart (weights that do not
-    fit the model: :func:`_check_weights_fit`). Shared by step 4, step 5 and process.py."""
-    from mmengine.runner import CheckpointLoader
-
-    kind = _checkpoint_format(checkpoint_file)
-    try:
-        checkpoint = CheckpointLoader.load_checkpoint(str(checkpoint_file), map_location='cpu')
-    except Exception as err:
-        unsafe = unsafe_checkpoint_global(err)
-        if unsafe:
-            fail(checkpoint_file, f'checkpoint holds the Python object {unsafe}, which torch will not '
-                                  'load safely (weights_only); if the file comes from a trusted MMEngine run, '
-                                  'that global belongs in cldetection/compat.py')
-        fail(checkpoint_file, f'cannot read the weights: truncated or damaged {kind} checkpoint '
-                              f'({type(err).__name__}: {first_line(err)[:160]})')
-    if not isinstance(checkpoint, dict):
-        fail(checkpoint_file, f'not an MMEngine checkpoint: it holds a {type(checkpoint).__name__}, not a dict')
-    return checkpoint
-
-
-def _state_dict(checkpoint: dict, checkpoint_file: Path) -> dict:
-    state = checkpoint.get('state_dict', checkpoint)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        fail(checkpoint_file, 'no "state_dict" of tensors in the checkpoint')
-    # Same default key revision as mmengine.runner.load_checkpoint (weights saved from a DDP wrapper), and the
-    # cascade's local stage under its name of earlier versions
-    return rename_legacy_keys({re.sub(r'^module\.', '', k): v for k, v in state.items()})
-
-
-def _check_weights_fit(model: torch.nn.Module, state: dict, checkpoint_file: Path, config_file: Path) -> None:
-    """Fail in one line unless the weights fit the model exactly (MMEngine would only warn)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [f'{k} {tuple(state[k].shape)} vs {tuple(v.shape)}' for k, v in expected.items()
-                   if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong_shape:
-        parts = []
-        if missing:
-            parts.append(f'{len(missing)} missing (e.g. {missing[0]})')
-        if unexpected:
-            parts.append(f'{len(unexpected)} unexpected (e.g. {unexpected[0]})')
-        if wrong_shape:
-            parts.append(f'{len(wrong_shape)} of another shape (e.g. {wrong_shape[0]})')
-        fail(checkpoint_file, f'weights do not fit the model of {config_file.name}: {", ".join(parts)} '
-                              'parameters; was it trained with this config?')
 
 
 def _dataset_meta(cfg, checkpoint: dict) -> dict:
@@ -216,15 +147,15 @@ class LandmarkPredictor:
             fail(None, f'--batch-size must be >= 1, got {batch_size}')
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE[self.device.split(':')[0]]
         cfg = _load_config(self.config_file)
-        checkpoint = _read_checkpoint(self.checkpoint_file)
-        state = _state_dict(checkpoint, self.checkpoint_file)
+        checkpoint = read_checkpoint(self.checkpoint_file)
+        state = checkpoint_state_dict(checkpoint, self.checkpoint_file)
         try:
             # cfg_options={} (not None): init_model's own pretrained switch reads cfg.model.backbone, which a
             # LandmarkEnsemble's model has not; _load_config has already switched every Pretrained init_cfg off
             model = init_model(cfg, checkpoint=None, device='cpu', cfg_options={})
         except Exception as err:
             fail(self.config_file, f'cannot build the model: {type(err).__name__}: {first_line(err)}')
-        _check_weights_fit(model, state, self.checkpoint_file, self.config_file)
+        check_weights_fit(model, state, self.checkpoint_file, self.config_file)
         load_state_dict(model, state, strict=True)
         model.dataset_meta = _dataset_meta(cfg, checkpoint)
         self.model = model.to(self.device).eval()
@@ -467,24 +398,3 @@ def predict_stack_to_json(config_file: str | Path, checkpoint_file: str | Path, 
         write_json_atomic(ground_truth_document(points, slice_spacing), pseudo_gt_path)
         logger.info('wrote %s (the prediction as ground truth of %d slices)', pseudo_gt_path, len(points))
     return prediction, metrics
-
-
-# ----------------------------------------------------------------------------------- untrained weights
-def save_untrained_checkpoint(config_file: str | Path, out_path: str | Path, seed: int = 0) -> Path:
-    """Save the config's model with its initial (random) weights as an MMEngine checkpoint.
-
-    For tests and speed benchmarks only -- its predictions are meaningless. No pretrained weights are
-    fetched. Written by MMEngine's own ``save_checkpoint`` (as the runner does), with ``meta`` but no
-    ``dataset_meta``: the model never saw a dataset, so the predictor takes the landmarks from the config.
-    """
-    from mmengine.runner.checkpoint import save_checkpoint
-    from mmpose.apis import init_model
-
-    cfg = _load_config(Path(config_file))
-    torch.manual_seed(seed)
-    model = init_model(cfg, checkpoint=None, device='cpu')
-    model.init_weights()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint({'meta': {'untrained': True, 'seed': seed}, 'state_dict': model.state_dict()}, str(out_path))
-    return out_path

@@ -535,7 +535,8 @@ def test_step5_writes_the_json_of_earlier_versions_for_a_fixed_checkpoint(tmp_pa
     import torch
 
     from conftest import make_challenge_stack
-    from cldetection.predict import predict_stack_to_json, save_untrained_checkpoint
+    from cldetection.checkpoints import save_untrained_checkpoint
+    from cldetection.predict import predict_stack_to_json
 
     stack, _ = make_challenge_stack(tmp_path / 'challenge', num_slices=2, seed=3)
     checkpoint = save_untrained_checkpoint(TINY_CASCADE, tmp_path / 'untrained.pth', seed=0)

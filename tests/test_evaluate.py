@@ -34,7 +34,7 @@ def coco_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cldetection.predict import save_untrained_checkpoint
+    from cldetection.checkpoints import save_untrained_checkpoint
 
     return save_untrained_checkpoint(TINY_CONFIG, tmp_path_factory.mktemp('ckpt') / 'untrained.pth')
 
@@ -172,7 +172,7 @@ def test_bad_input_is_one_line_error(coco_dir: Path, checkpoint: Path, tmp_path:
     # a checkpoint of another model (19 landmarks) does not load silently into the 38-landmark config
     other_config = tmp_path / 'nineteen.py'
     other_config.write_text(f"_base_ = '{TINY_CONFIG}'\nmodel = dict(head=dict(out_channels=19))\n")
-    from cldetection.predict import save_untrained_checkpoint
+    from cldetection.checkpoints import save_untrained_checkpoint
     other = save_untrained_checkpoint(other_config, tmp_path / 'nineteen.pth')
     assert_one_line_error(step4, [str(TINY_CONFIG), str(other), *data], 'weights do not fit the model', capsys)
     assert not (tmp_path / 'o').exists()  # checked before the runner writes its log folder and config copy

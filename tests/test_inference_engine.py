@@ -14,7 +14,8 @@ from test_predict import assert_one_line_error, run_step5, step5_args, test_mode
 
 from cldetection import inference_engine
 from cldetection.inference_engine import cache_folder, engine_installed
-from cldetection.predict import LandmarkPredictor, save_untrained_checkpoint
+from cldetection.checkpoints import save_untrained_checkpoint
+from cldetection.predict import LandmarkPredictor
 
 pytestmark = pytest.mark.skipif(not engine_installed('onnxruntime'),
                                 reason='onnxruntime / onnx not installed (make install: requirements.lock)')

@@ -15,7 +15,8 @@ from cldetection.challenge_io import (crop_zero_padding, ground_truth_document, 
                                       write_json_atomic, write_stack)
 from cldetection.errors import run_cli
 from cldetection.grand_challenge import prediction_schema_problems
-from cldetection.predict import LandmarkPredictor, evaluate_points, resolve_device, save_untrained_checkpoint
+from cldetection.checkpoints import save_untrained_checkpoint
+from cldetection.predict import LandmarkPredictor, evaluate_points, resolve_device
 from cldetection.synthetic import generate_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]

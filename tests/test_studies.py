@@ -241,7 +241,7 @@ def test_pseudo_labels_from_a_model_become_a_training_file(tmp_path: Path, repo_
 
     from benchmarks.studies import pseudo_labels
     from cldetection.config_utils import load_config, set_num_landmarks
-    from cldetection.predict import save_untrained_checkpoint
+    from cldetection.checkpoints import save_untrained_checkpoint
 
     shared = tmp_path / 'shared'
     folder = shared / 'isbi2015' / 'images'
@@ -343,7 +343,7 @@ def test_cascade_oracle_refines_from_the_centres_it_is_given_through_the_public_
     (jittered) truth it was centred on; its per-point cascade column is step 4's MRE, its global column the model's
     prediction with the local stage switched off."""
     from benchmarks.studies.cascade_oracle import per_point_errors, run_test
-    from cldetection.predict import save_untrained_checkpoint
+    from cldetection.checkpoints import save_untrained_checkpoint
 
     coco = make_tiny_coco(tmp_path)
     checkpoint = save_untrained_checkpoint(TINY_CASCADE, tmp_path / 'untrained.pth')
