@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 # Under pytest-xdist (`make test` runs one worker per core) each worker and the step scripts it starts get an
@@ -97,3 +99,20 @@ def trained_cascade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     log = next(work_dir.glob('*/*.log')).read_text()
     assert 'loss_local' in log  # both stages train
     return coco, next(work_dir.glob('best_MRE_epoch_*.pth'))
+
+
+# --------------------------------------------------------------------------- images with landmarks drawn in
+def dots(shape: tuple[int, int], points: np.ndarray, blur: float = 2.0) -> np.ndarray:
+    """A float image with a blurred bright dot on each point."""
+    image = np.zeros(shape, np.float32)
+    for x, y in np.round(points).astype(int):
+        image[y, x] = 1000.0
+    return cv2.GaussianBlur(image, (0, 0), blur)
+
+
+def peak_near(image: np.ndarray, point: np.ndarray, radius: int = 6) -> np.ndarray:
+    """Intensity centroid of ``image`` in a window around ``point`` (x, y)."""
+    x0, y0 = np.round(point).astype(int)
+    window = image[y0 - radius:y0 + radius + 1, x0 - radius:x0 + radius + 1].astype(np.float64)
+    ys, xs = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return np.array([x0 + (window * xs).sum() / window.sum(), y0 + (window * ys).sum() / window.sum()])

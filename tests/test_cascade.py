@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import TINY_CASCADE  # the trained_cascade fixture (conftest) trains this config
+from conftest import TINY_CASCADE, dots, peak_near  # the trained_cascade fixture (conftest) trains TINY_CASCADE
 from test_train import one_torch_thread  # noqa: F401
 
 from cldetection.geometry import from_reduced, to_reduced
@@ -462,14 +462,6 @@ def test_step4_scores_a_checkpoint_trained_with_an_ema_hook(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------------------ the local stage's training patches
-def _dots(shape: tuple[int, int], points: np.ndarray, blur: float = 2.0) -> np.ndarray:
-    """A float image with a blurred bright dot on each point."""
-    image = np.zeros(shape, np.float32)
-    for x, y in np.round(points).astype(int):
-        image[y, x] = 1000.0
-    return cv2.GaussianBlur(image, (0, 0), blur)
-
-
 def dotted_cascade_sample(seed: int, low: float, high: float, min_distance: float, shape: tuple[int, int],
                           blur: float):
     """A cascade training sample of 38 landmarks drawn uniformly in [low, high) radiograph pixels, at least
@@ -483,7 +475,7 @@ def dotted_cascade_sample(seed: int, low: float, high: float, min_distance: floa
         point = rng.uniform(low, high, 2)
         if len(keypoints) == 0 or np.linalg.norm(keypoints - point, axis=1).min() > min_distance:
             keypoints = np.vstack([keypoints, point])
-    source = np.clip(_dots(shape, keypoints / 2, blur=blur) * 3, 0, 255).astype(np.uint8)
+    source = np.clip(dots(shape, keypoints / 2, blur=blur) * 3, 0, 255).astype(np.uint8)
     sample = PoseDataSample(metainfo=dict(source_img=source, source_factor=2, spacing=0.1))
     sample.gt_instances = InstanceData(keypoints=keypoints[None], keypoints_visible=np.ones((1, 38)))
     return sample
@@ -492,8 +484,6 @@ def dotted_cascade_sample(seed: int, low: float, high: float, min_distance: floa
 def test_training_patches_put_each_target_peak_on_its_landmark() -> None:
     """Jittered, rotated, rescaled training patches: the decoded target of every landmark inside a patch sits on
     that landmark's dot in the patch, and the patch's own landmark is inside it."""
-    from test_elastic_deform import peak_near
-
     stage = _tiny_model(train=dict(intensity=dict(prob=0.0), patches_per_image=4)).local
     sample = dotted_cascade_sample(3, 100, 500, 24, (300, 300), blur=1.5)
     np.random.seed(0)

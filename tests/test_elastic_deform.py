@@ -2,29 +2,14 @@
 cascade_global-shape): the image and its keypoints must move together."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
+
+from conftest import dots, peak_near
 
 import cldetection  # noqa: F401  (registers into MMPose before the module registers its transform)
 from benchmarks.ablations.modules.elastic_deform import (RandomElasticDeform, deform_image_and_points,
                                                         random_deformation_field)
-
-
-def dots(shape: tuple[int, int], points: np.ndarray, blur: float = 2.0) -> np.ndarray:
-    """A float image with a blurred bright dot on each point."""
-    image = np.zeros(shape, np.float32)
-    for x, y in np.round(points).astype(int):
-        image[y, x] = 1000.0
-    return cv2.GaussianBlur(image, (0, 0), blur)
-
-
-def peak_near(image: np.ndarray, point: np.ndarray, radius: int = 6) -> np.ndarray:
-    """Intensity centroid of ``image`` in a window around ``point`` (x, y)."""
-    x0, y0 = np.round(point).astype(int)
-    window = image[y0 - radius:y0 + radius + 1, x0 - radius:x0 + radius + 1].astype(np.float64)
-    ys, xs = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    return np.array([x0 + (window * xs).sum() / window.sum(), y0 + (window * ys).sum() / window.sum()])
 
 
 def test_deformed_points_land_on_the_deformed_image_features() -> None:
