@@ -142,7 +142,7 @@ class LandmarkPredictor:
         started = time.perf_counter()
         self.config_file, self.checkpoint_file = Path(config_file), Path(checkpoint_file)
         self.device = resolve_device(device)
-        check_engine(engine)  # a misspelt engine fails before the (long) model load
+        requested = check_engine(engine)  # a misspelt engine fails before the (long) model load
         if batch_size is not None and batch_size < 1:
             fail(None, f'--batch-size must be >= 1, got {batch_size}')
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE[self.device.split(':')[0]]
@@ -161,13 +161,13 @@ class LandmarkPredictor:
         self.model = model.to(self.device).eval()
         if fold_batch_norms:
             fold_into_convolutions(self.model)
-        self.engine = resolve_engine(engine, self.model, self.device, folded=fold_batch_norms)
+        self.engine = resolve_engine(requested, self.model, self.device, folded=fold_batch_norms)
         if self.engine != 'pytorch':
             try:
                 self.model.set_engine(load_engine(self.engine, self.model, self.checkpoint_file))
             except Exception as err:  # the exporter's or the runtime's, in one line
                 problem = f'cannot run the model in {self.engine}: {type(err).__name__}: {first_line(err)}'
-                if check_engine(engine) != 'auto':
+                if requested != 'auto':
                     fail(self.checkpoint_file, f'{problem} (--engine pytorch avoids it)')
                 logger.warning('%s; predicting with pytorch', problem)  # auto: slower, but a prediction
                 self.engine = 'pytorch'
