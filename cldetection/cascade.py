@@ -62,7 +62,9 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         Other arguments: as :class:`mmpose.models.TopdownPoseEstimator`.
 
     Predictions carry ``keypoints`` (the local stage's), ``coarse_keypoints`` (the global stage's, where the local
-    stage started) and ``keypoint_scores`` (the global stage's heatmap peaks).
+    stage started), ``keypoint_scores`` (the global stage's heatmap peaks), and the local stage's ``local_scores``
+    (heatmap peaks) and ``local_spread`` (heatmap spread in image pixels): the raw signals from which
+    :mod:`cldetection.confidence` predicts each landmark's error.
     """
 
     def __init__(self, backbone: dict, head: dict, local: Optional[dict] = None, neck: Optional[dict] = None,
@@ -153,10 +155,12 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
                                'TopdownAffine in the test pipeline')
             pred = sample.pred_instances
             coarse = self.starting_points(pred.keypoints, meta['ori_shape'])
-            refined = np.stack([self.local.refine(points, meta['source_img'], int(meta['source_factor']))[0]
-                                for points in coarse])
+            refined, scores, spread = zip(*(self.local.refine(points, meta['source_img'], int(meta['source_factor']))
+                                            for points in coarse))
             pred.coarse_keypoints = coarse.astype(np.float32)
-            pred.keypoints = refined.astype(np.float32)
+            pred.keypoints = np.stack(refined).astype(np.float32)
+            pred.local_scores = np.stack(scores).astype(np.float32)
+            pred.local_spread = np.stack(spread).astype(np.float32)
         return results
 
 

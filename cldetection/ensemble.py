@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 ENSEMBLE_CONFIG_NAME = 'config.py'
 ENSEMBLE_WEIGHTS_NAME = 'ensemble.pth'
 #: per-landmark fields of ``pred_instances`` that are averaged over the members (the rest: the first member's)
-AVERAGED_FIELDS = ('keypoints', 'keypoint_scores', 'coarse_keypoints')
+AVERAGED_FIELDS = ('keypoints', 'keypoint_scores', 'coarse_keypoints', 'local_scores', 'local_spread')
 
 
 class LandmarkEnsemble(BaseModel):
@@ -43,7 +43,9 @@ class LandmarkEnsemble(BaseModel):
 
     Every member sees the same preprocessed input (the members share the config's data preprocessor and test
     pipeline) and predicts as it would alone; the ensemble's ``pred_instances`` are the first member's with
-    ``keypoints``, ``keypoint_scores`` and, for cascades, ``coarse_keypoints`` replaced by the members' means.
+    ``keypoints``, ``keypoint_scores`` and, for cascades, ``coarse_keypoints`` and the local stage's signals replaced
+    by the members' means, plus ``member_spread``: each landmark's root-mean-square distance (image pixels) of the
+    members' estimates from their mean, a signal of its error (:mod:`cldetection.confidence`).
     Prediction only: the members are trained on their own and combined by :func:`combine_checkpoints`.
     """
 
@@ -100,6 +102,9 @@ class LandmarkEnsemble(BaseModel):
                 if all(name in inst for inst in instances):
                     values = np.mean([np.asarray(inst.get(name), dtype=np.float64) for inst in instances], axis=0)
                     mean.set_field(values.astype(np.float32), name)
+            keypoints = np.stack([np.asarray(inst.keypoints, dtype=np.float64) for inst in instances])
+            spread = np.sqrt(((keypoints - keypoints.mean(axis=0)) ** 2).sum(axis=-1).mean(axis=0))
+            mean.set_field(spread.astype(np.float32), 'member_spread')
             sample.pred_instances = mean
         return results
 

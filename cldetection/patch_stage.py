@@ -49,6 +49,23 @@ def _settings(name: str, given: Optional[dict], defaults: dict) -> dict:
     return {**defaults, **(given or {})}
 
 
+def heatmap_spread(heatmaps: np.ndarray) -> np.ndarray:
+    """The root-mean-square distance (heatmap pixels) of each ``h x w`` map's positive mass from its centroid.
+
+    A confident local stage puts one narrow Gaussian on the landmark; a doubtful one spreads its mass over
+    several candidates or a ridge (an edge along which the point could slide), and this grows with it. One of the
+    candidate signals of a landmark's error (:mod:`cldetection.confidence`).
+    """
+    mass = np.clip(heatmaps, 0.0, None)
+    height, width = mass.shape[-2:]
+    ys, xs = np.mgrid[0:height, 0:width]
+    total = mass.sum(axis=(-2, -1)) + 1e-12
+    cx = (mass * xs).sum(axis=(-2, -1)) / total
+    cy = (mass * ys).sum(axis=(-2, -1)) / total
+    squared = (xs - cx[..., None, None]) ** 2 + (ys - cy[..., None, None]) ** 2
+    return np.sqrt((mass * squared).sum(axis=(-2, -1)) / total)
+
+
 class PatchStage(BaseModule):
     """The local stage: a backbone and a heatmap head run on patches, with everything that concerns patches.
 
@@ -126,9 +143,11 @@ class PatchStage(BaseModule):
         phase = 'train' if self.training else 'test'
         return self.head.forward(run_backbone(self.backbone, inputs, self.precision[phase], self.channels_last))
 
-    def decode(self, heatmaps: torch.Tensor, centers: np.ndarray, extent: float) -> tuple[np.ndarray, np.ndarray]:
+    def decode(self, heatmaps: torch.Tensor, centers: np.ndarray, extent: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Landmark ``k`` read off channel ``k`` of patch ``k`` (patches in landmark order, centred on ``centers``):
-        ``K x 2`` pixels of the image the patches were cut from (NaN where lost) and the heatmap scores.
+        ``K x 2`` pixels of the image the patches were cut from (NaN where lost), the heatmap scores, and the
+        heatmaps' spread (:func:`heatmap_spread`, in pixels of that image).
 
         A flat heatmap (the landmark is not in its patch) makes the sub-pixel fit diverge, to metres away, so such an
         estimate, or one off the patch, counts as lost.
@@ -143,19 +162,22 @@ class PatchStage(BaseModule):
         lost = ~np.all(np.isfinite(local) & (local >= 0) & (local <= size), axis=1)
         estimates = patch_to_image(local, centers, extent, self.patch_size)
         estimates[lost] = np.nan
-        return estimates, scores
+        image_pixels_per_heatmap_pixel = extent / max(self.patch_size) * self.patch_size[0] / own.shape[-1]
+        return estimates, scores, heatmap_spread(own) * image_pixels_per_heatmap_pixel
 
     # ------------------------------------------------------------------------------------------- prediction
-    def refine(self, keypoints: np.ndarray, source: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    def refine(self, keypoints: np.ndarray, source: np.ndarray, factor: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Refine ``K x 2`` radiograph-pixel estimates on ``source`` (the radiograph reduced ``factor`` times): the
-        refined ``K x 2`` keypoints and their heatmap scores. A landmark lost on every patch keeps its estimate."""
+        refined ``K x 2`` keypoints, their heatmap scores and the heatmaps' spread in radiograph pixels (the last
+        iteration's, averaged over shifted patches). A landmark lost on every patch keeps its estimate."""
         reduction = self.reduction(factor)
         scale = factor * reduction  # radiograph pixels per pixel of the image the patches are cut from
         image, extent = area_downscale(source, reduction), self.extent(factor)
         shift = float(self.test_cfg['shift']) * extent
         offsets = np.zeros((1, 2)) if shift <= 0 else \
             np.array([[0.0, 0.0], [shift, 0.0], [-shift, 0.0], [0.0, shift], [0.0, -shift]])
-        scores = np.zeros(len(keypoints))
+        scores = spread = np.zeros(len(keypoints))
         for _ in range(int(self.test_cfg['iterations'])):
             centers = to_reduced(keypoints, scale)
             cuts = []
@@ -169,7 +191,8 @@ class PatchStage(BaseModule):
             mean = np.nansum(estimates, axis=0) / np.maximum(found.sum(axis=0), 1)[:, None]
             keypoints = np.where(found.any(axis=0)[:, None], from_reduced(mean, scale), keypoints)
             scores = np.mean([c[1] for c in cuts], axis=0)
-        return keypoints, scores
+            spread = np.mean([c[2] for c in cuts], axis=0) * scale
+        return keypoints, scores, spread
 
     # ------------------------------------------------------------------------------------------- training
     def training_patches(self, sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -218,4 +241,4 @@ class PatchStage(BaseModule):
         return self.train_cfg['loss_weight'] * self.head.loss_module(predicted, targets, weights)
 
 
-__all__ = ('PatchStage', 'TEST_DEFAULTS', 'TRAIN_DEFAULTS')
+__all__ = ('PatchStage', 'TEST_DEFAULTS', 'TRAIN_DEFAULTS', 'heatmap_spread')

@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = {'cpu': 1, 'cuda': 8}
 #: Pixel spacing of the challenge's images (mm), for measurements of a stack without ground truth.
 CHALLENGE_SPACING_MM = 0.1
+#: Per-landmark fields of a prediction, besides ``keypoints``, that :mod:`cldetection.confidence` reads when the
+#: model gives them (a cascade gives the first four, an ensemble of cascades all five).
+SIGNAL_FIELDS = ('coarse_keypoints', 'keypoint_scores', 'local_scores', 'local_spread', 'member_spread')
 
 
 def resolve_device(device: str = 'auto') -> str:
@@ -106,11 +109,13 @@ def _dataset_meta(cfg, checkpoint: dict) -> dict:
 @dataclass
 class StackPrediction:
     """Predicted landmarks of a stack: ``points[z]`` is a ``K x 2`` float array in stack pixels (z 1-based),
-    ``scores[z]`` the model's ``K`` confidences (heatmap peaks; the cascade's are its last stage's)."""
+    ``scores[z]`` the model's ``K`` confidences (heatmap peaks of the global stage for a cascade), ``signals[z]``
+    the prediction's :data:`SIGNAL_FIELDS` (name -> ``K`` or ``K x 2`` array)."""
     stack: Path
     points: dict[int, np.ndarray]
     seconds: float  #: reading + preprocessing + inference of all slices; model loading excluded
     scores: dict[int, np.ndarray] = field(default_factory=dict)
+    signals: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def seconds_per_slice(self) -> float:
@@ -179,7 +184,7 @@ class LandmarkPredictor:
                     self.engine)
 
     # ------------------------------------------------------------------------------------------ images
-    def _prepare(self, image_rgb: np.ndarray) -> dict:
+    def prepare(self, image_rgb: np.ndarray) -> dict:
         """One image through the test pipeline, as ``mmpose.apis.inference_topdown`` does for one box.
 
         We do not call ``inference_topdown`` itself because it forwards one image per call; here several
@@ -196,24 +201,32 @@ class LandmarkPredictor:
         data_info.update(self.model.dataset_meta)
         return self.pipeline(data_info)
 
-    def _forward(self, samples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints (``N x K x 2``) and their scores (``N x K``) of a batch of prepared samples."""
+    def _forward(self, samples: list[dict]) -> list[dict[str, np.ndarray]]:
+        """Per prepared sample of a batch: ``keypoints`` (``K x 2``) and the model's :data:`SIGNAL_FIELDS`."""
         from mmengine.dataset import pseudo_collate
 
         with torch.no_grad():
             results = self.model.test_step(pseudo_collate(samples))
-        keypoints = np.stack([np.asarray(r.pred_instances.keypoints, dtype=np.float64)[0] for r in results])
-        scores = np.stack([np.asarray(r.pred_instances.keypoint_scores, dtype=np.float64)[0] for r in results])
-        if keypoints.shape[1] != self.num_landmarks:
-            fail(self.checkpoint_file, f'the model predicts {keypoints.shape[1]} landmarks but its metainfo '
-                                       f'lists {self.num_landmarks}')
-        return keypoints, scores
+        fields = []
+        for result in results:
+            instances = result.pred_instances
+            fields.append({name: np.asarray(instances.get(name), dtype=np.float64)[0]
+                           for name in ('keypoints', *SIGNAL_FIELDS) if name in instances})
+            if len(fields[-1]['keypoints']) != self.num_landmarks:
+                fail(self.checkpoint_file, f'the model predicts {len(fields[-1]["keypoints"])} landmarks but its '
+                                           f'metainfo lists {self.num_landmarks}')
+        return fields
+
+    def predict_with_signals(self, images_rgb: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Per ``H x W x 3`` uint8 RGB image (no padding to crop): ``keypoints`` (``K x 2``, its pixels) and the
+        model's :data:`SIGNAL_FIELDS`."""
+        return [fields for i in range(0, len(images_rgb), self.batch_size)
+                for fields in self._forward([self.prepare(img) for img in images_rgb[i:i + self.batch_size]])]
 
     def predict_images(self, images_rgb: Sequence[np.ndarray]) -> np.ndarray:
         """Landmarks (``N x K x 2``, input pixels) of ``H x W x 3`` uint8 RGB images (no padding to crop)."""
-        out = [self._forward([self._prepare(img) for img in images_rgb[i:i + self.batch_size]])[0]
-               for i in range(0, len(images_rgb), self.batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, self.num_landmarks, 2))
+        out = [fields['keypoints'] for fields in self.predict_with_signals(images_rgb)]
+        return np.stack(out) if out else np.zeros((0, self.num_landmarks, 2))
 
     # ------------------------------------------------------------------------------------------ stacks
     def _prepared_batches(self, info: StackInfo, slices: Optional[Iterable[int]]) -> Iterator[tuple[list[int], list[dict]]]:
@@ -224,7 +237,7 @@ class LandmarkPredictor:
             if not image.any():
                 fail(info.path, f'slice {z} is empty (all zero)')
             batch_z.append(z)
-            batch.append(self._prepare(image))
+            batch.append(self.prepare(image))
             if len(batch) == self.batch_size:
                 yield batch_z, batch
                 batch_z, batch = [], []
@@ -242,6 +255,7 @@ class LandmarkPredictor:
         total = info.num_slices if slices is None else len(slices)
         points: dict[int, np.ndarray] = {}
         scores: dict[int, np.ndarray] = {}
+        signals: dict[int, dict[str, np.ndarray]] = {}
         started, cpu_started = time.perf_counter(), time.process_time()
         batches = self._prepared_batches(info, slices)
         with ThreadPoolExecutor(max_workers=1) as reader, \
@@ -250,8 +264,10 @@ class LandmarkPredictor:
             while (item := pending.result()) is not None:
                 pending = reader.submit(next, batches, None)
                 batch_z, batch = item
-                for z, keypoints, confidence in zip(batch_z, *self._forward(batch)):
-                    points[z], scores[z] = keypoints, confidence
+                for z, fields in zip(batch_z, self._forward(batch)):
+                    points[z] = fields.pop('keypoints')
+                    scores[z] = fields.get('keypoint_scores', np.full(self.num_landmarks, np.nan))
+                    signals[z] = fields
                 bar.update(len(batch_z))
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         # the CPU seconds (all threads) say how much of the machine a slice takes, which the wall time on a shared
@@ -259,7 +275,7 @@ class LandmarkPredictor:
         logger.info('%s: %d slices in %.2f s (%.3f s per slice, %.3f CPU s per slice, model load excluded)',
                     info.path.name, len(points), seconds, seconds / max(len(points), 1),
                     cpu_seconds / max(len(points), 1))
-        return StackPrediction(info.path, points, seconds, scores)
+        return StackPrediction(info.path, points, seconds, scores, signals)
 
 
 # -------------------------------------------------------------------------------------------- evaluation

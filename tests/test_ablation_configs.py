@@ -61,5 +61,5 @@ def test_ablation_builds_and_both_stages_match_their_codecs(name: str) -> None:
     factor = factors.pop()
     source = np.random.default_rng(1).integers(0, 255, (2400 // factor, 1935 // factor), dtype=np.uint8)
     points = np.array([[900.0, 1200.0]] * 38)
-    refined, scores = stage.refine(points, source, factor)
+    refined, scores, _ = stage.refine(points, source, factor)
     assert refined.shape == (38, 2) and np.isfinite(refined).all() and scores.shape == (38, )

@@ -74,6 +74,11 @@ def test_step5_predictor_equals_the_dataset_pipeline(trained_cascade, tmp_path) 
     reference = inference_topdown(predictor.model, info['img_path'], bboxes=info['bbox'], bbox_format='xyxy')[0]
     np.testing.assert_allclose(predicted, reference.pred_instances.keypoints[0], atol=1e-4)
     assert reference.pred_instances.coarse_keypoints.shape == (1, 38, 2)
+    # the local stage's signals of each landmark's error (cldetection.confidence), finite and non-negative spreads
+    signals = predictor.predict_with_signals([image_bgr[:, :, ::-1]])[0]
+    assert signals['local_spread'].shape == signals['local_scores'].shape == (38,)
+    assert np.isfinite(signals['local_spread']).all() and (signals['local_spread'] >= 0).all()
+    np.testing.assert_allclose(signals['coarse_keypoints'], reference.pred_instances.coarse_keypoints[0], atol=1e-4)
 
 
 def test_cascade_without_source_image_in_the_pipeline_says_what_is_missing(trained_cascade) -> None:
@@ -99,7 +104,7 @@ def test_refine_keeps_a_point_whose_patch_heatmap_is_flat_or_diverges(monkeypatc
     source = np.random.default_rng(0).integers(0, 255, (300, 200), dtype=np.uint8)
     points = np.array([[100.0, 200.0], [300.0, 150.0], [50.0, 500.0]] + [[200.0, 300.0]] * 35)
     monkeypatch.setattr(stage, 'forward', lambda inputs: torch.zeros(len(inputs), 38, 16, 16))
-    kept, _ = stage.refine(points, source, 2)
+    kept, _, _ = stage.refine(points, source, 2)
     np.testing.assert_array_equal(kept, points)
 
     def diverging(heatmaps):
@@ -107,7 +112,7 @@ def test_refine_keeps_a_point_whose_patch_heatmap_is_flat_or_diverges(monkeypatc
 
     monkeypatch.setattr(stage, 'forward', lambda inputs: torch.rand(len(inputs), 38, 16, 16))
     monkeypatch.setattr(stage.head.decoder, 'decode', diverging)
-    kept, _ = stage.refine(points, source, 2)
+    kept, _, _ = stage.refine(points, source, 2)
     np.testing.assert_array_equal(kept, points)
 
 
@@ -139,7 +144,7 @@ def test_refine_with_test_time_shifts_averages_the_cuts_that_find_the_landmark(m
     only_plus_x = from_reduced(dot - [34.0, 0.0], factor)  # 34 > 32 (half a patch); 34 - 16 < 32: only +x sees it
     far = np.array([[20.0, 20.0]] * 36)  # no cut sees it: kept
     points = np.concatenate([near[None], only_plus_x[None], far])
-    refined, _ = stage.refine(points, source, factor)
+    refined, _, _ = stage.refine(points, source, factor)
     assert extent == 64
     np.testing.assert_allclose(refined[0], from_reduced(dot, factor), atol=2.0)
     np.testing.assert_allclose(refined[1], from_reduced(dot, factor), atol=2.0)

@@ -128,7 +128,7 @@ def test_engine_with_flip_test_predicts_what_mmpose_predicts(fixed_cascade, tmp_
     predictor = LandmarkPredictor(config, checkpoint, device='cpu', engine='onnxruntime')
     model, engine = predictor.model, predictor.model.engine
     image = np.random.default_rng(0).integers(0, 256, (190, 160, 3), dtype=np.uint8)
-    batch = model.data_preprocessor(pseudo_collate([predictor._prepare(image)]), False)
+    batch = model.data_preprocessor(pseudo_collate([predictor.prepare(image)]), False)
     with torch.no_grad():
         by_engine = model.predict_global(batch['inputs'], copy.deepcopy(batch['data_samples']))[0]
         model.set_engine(None)
