@@ -472,7 +472,7 @@ class LandmarkSet:
         return coords, visible
 
 
-def _as_number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -510,7 +510,7 @@ def load_landmarks(path: str | Path, require_spacing: bool = True,
         if name > max_landmarks:
             fail(path, f'{where} has landmark name {name}; at most {max_landmarks} landmarks are read')
         xyz = entry.get('point')
-        if not isinstance(xyz, list) or len(xyz) != 3 or any(_as_number(v) is None for v in xyz):
+        if not isinstance(xyz, list) or len(xyz) != 3 or any(as_number(v) is None for v in xyz):
             fail(path, f'{where} (landmark {name}) has point {xyz!r}, expected [x, y, z] numbers')
         x, y, z_value = (float(v) for v in xyz)
         z = int(round(z_value))
@@ -522,7 +522,7 @@ def load_landmarks(path: str | Path, require_spacing: bool = True,
         if require_spacing:
             if 'scale' not in entry:
                 fail(path, f'{where} (landmark {name}, slice {z}) has no "scale" (mm per pixel)')
-            spacing = _as_number(entry['scale'])
+            spacing = as_number(entry['scale'])
             if spacing is None or spacing <= 0:
                 fail(path, f'{where} (landmark {name}, slice {z}) has scale {entry["scale"]!r}; '
                            'the pixel spacing must be a number > 0 (mm)')
