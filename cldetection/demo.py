@@ -3,7 +3,10 @@
 ``python -m cldetection.demo --work-dir work_dirs/demo`` generates a small synthetic challenge dataset, then
 runs step 2 (COCO dataset), step 3 (training the tiny CPU config), step 4 (test split: metrics, CSVs,
 plots, overlays) and step 5 (the test slices of the stack -> challenge prediction JSON, scored against the
-ground truth; it must agree with step 4), and compares the model with a mean-shape predictor (every landmark at its mean position in
+ground truth; it must agree with step 4), calibrates the model's predicted errors on the valid split
+(``python -m cldetection.calibrate``), runs step 5 ``--images`` on the test images (landmarks, predicted errors,
+review flags, measurements, overlays and ``report.html``) and checks the predicted errors against the real ones,
+and compares the model with a mean-shape predictor (every landmark at its mean position in
 the training images), scored by the same metric functions on the same test images. Everything stays in the
 work dir::
 
@@ -12,6 +15,7 @@ work dir::
     train/       checkpoints and logs                     (step 3)
     eval_test/   metrics.json, per_landmark.csv, per_image.csv, *.png, overlays/   (step 4)
     predictions.json                                      (step 5, test slices)
+    review/      <image>.csv/.json/_overlay.png, measurements.csv, report.html   (step 5 --images, test images)
     demo_summary.json
 
 The demo refuses a non-empty work dir; ``--overwrite`` replaces a previous demo's work dir (and nothing else).
@@ -79,6 +83,35 @@ def mean_shape_metrics(train_ann: str | Path, test_ann: str | Path) -> dict[str,
     return summarize_errors(errors, test_visible)
 
 
+def review_test_images(config: Path, checkpoint: Path, coco_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Calibrate on the valid split, predict the test images with step 5 ``--images``, and measure how often the
+    real error stays within the predicted error (the calibration's coverage, e.g. 90 %, on new images)."""
+    from .calibrate import calibrate, read_labelled_images
+    from .image_prediction import predict_image_files
+
+    valid, test = read_labelled_images(coco_dir / 'valid.json'), read_labelled_images(coco_dir / 'test.json')
+    if len(valid) < 4:  # a tiny demo (the tests'): step 5 without predicted errors
+        logger.warning('demo: %d valid images are too few to calibrate on; no predicted errors', len(valid))
+        calibration_file, calibration = None, None
+    else:
+        calibration_file, calibration = calibrate(config, checkpoint, coco_dir / 'valid.json', device='cpu',
+                                                  progress=False)
+    run = predict_image_files(config, checkpoint, [image.path for image in test], out_dir,
+                              spacing_mm=test[0].spacing_mm, device='cpu', progress=False)
+    by_image = {Path(result['image']).resolve(): result for result in run.results}
+    within, points = 0, 0
+    for image in test:
+        for point, truth in zip(by_image[image.path.resolve()]['landmarks'], image.keypoints):
+            if np.isfinite(truth).all() and point['predicted_error_mm'] is not None:
+                error = np.hypot(point['x_px'] - truth[0], point['y_px'] - truth[1]) * image.spacing_mm
+                within += error <= point['predicted_error_mm']
+                points += 1
+    return {'calibration': calibration_file and str(calibration_file),
+            'signals': calibration and list(calibration.signals), 'report': str(out_dir / 'report.html'),
+            'images': len(run.results), 'flagged_points': sum(p['review'] for r in run.results for p in r['landmarks']),
+            'target_coverage': calibration and calibration.coverage, 'test_coverage': within / points if points else None}
+
+
 def run_demo(work_dir: str | Path, *, num_images: int = DEFAULT_NUM_IMAGES, seed: int = 0, overwrite: bool = False,
              config: str | Path = DEMO_CONFIG, image_size: Optional[tuple[int, int]] = None,
              cfg_options: Optional[dict[str, Any]] = None) -> dict[str, Any]:
@@ -135,6 +168,10 @@ def run_demo(work_dir: str | Path, *, num_images: int = DEFAULT_NUM_IMAGES, seed
                                              gt_json=gt_path, slices=test_slices, progress=False)
     lap('step5 predict', t)
 
+    t = time.perf_counter()
+    review = review_test_images(config, checkpoint, coco_dir, work_dir / 'review')
+    lap('calibrate + step5 images', t)
+
     baseline = mean_shape_metrics(coco_dir / 'train.json', coco_dir / 'test.json')
     model_mre, mean_shape_mre = result.metrics['MRE'], baseline['MRE']
     summary = {
@@ -151,6 +188,7 @@ def run_demo(work_dir: str | Path, *, num_images: int = DEFAULT_NUM_IMAGES, seed
         'step5_predictions': str(prediction_file),
         'step5_MRE': step5_metrics['MRE'],
         'step5_matches_step4': abs(step5_metrics['MRE'] - model_mre) <= STEP5_TOLERANCE_MM,
+        'review': review,
         'seconds': seconds,
         'wall_seconds': round(time.perf_counter() - start, 1),
     }
@@ -175,6 +213,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'demo: model MRE {summary["model_MRE"]:.3f} mm vs mean shape {summary["mean_shape_MRE"]:.3f} mm '
           f'({summary["improvement"]:.1f}x better) in {summary["wall_seconds"]:.0f} s; '
           f'everything is in {args.work_dir}')
+    review = summary['review']
+    if review['test_coverage'] is not None:
+        print(f'demo: predicted errors held the real error for {100 * review["test_coverage"]:.0f} % of the test '
+              f'points (calibrated for {100 * review["target_coverage"]:.0f} %); {review["flagged_points"]} points '
+              f'flagged for review; report: {review["report"]}')
     if summary['improvement'] < REQUIRED_IMPROVEMENT:
         print(f'demo check failed: the model is not {REQUIRED_IMPROVEMENT:.0f}x better than the mean shape')
     if not summary['step5_matches_step4']:

@@ -280,8 +280,12 @@ def compare_predictions(actual_path: str | Path, expected_path: str | Path,
 # ------------------------------------------------------------------------------------------- staging
 def stage_model(config_file: str | Path, weights_file: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
     """Copy a model into ``out_dir`` as ``config.py`` (self-contained: ``_base_`` files resolved) and
-    ``weights.pth``, after checking that the predictor loads them; return both paths."""
+    ``weights.pth``, after checking that the predictor loads them; return both paths. The weights' error calibration
+    (``<weights>.calibration.json``, :mod:`cldetection.calibrate`), when there is one, goes with them as
+    ``weights.pth.calibration.json``: the weights are copied byte for byte, so it stays theirs."""
     from mmengine.config import Config
+
+    from .confidence import calibration_path
 
     LandmarkPredictor(config_file, weights_file, device='cpu')  # one-line error now, not inside the image
     out_dir = Path(out_dir)
@@ -292,6 +296,8 @@ def stage_model(config_file: str | Path, weights_file: str | Path, out_dir: str 
             fail(path, 'already exists; stage into an empty folder')
     Config.fromfile(str(config_file)).dump(str(config_out))
     shutil.copyfile(weights_file, weights_out)
+    if calibration_path(weights_file).is_file():
+        shutil.copyfile(calibration_path(weights_file), calibration_path(weights_out))
     LandmarkPredictor(config_out, weights_out, device='cpu')  # the staged copy must load on its own
     return config_out, weights_out
 
@@ -301,11 +307,14 @@ def write_model_tarball(config_file: str | Path, weights_file: str | Path, out: 
                         overwrite: bool = False) -> Path:
     """Stage a model (:func:`stage_model`) into ``out`` (``.tar.gz``) with ``config.py`` and ``weights.pth`` at
     its top, as the platform unpacks it into ``/opt/ml/model``. Written under a temporary name, then renamed."""
+    from .confidence import calibration_path
+
     out = claim_output(out, overwrite).path
     with tempfile.TemporaryDirectory(prefix='cldetection-model.') as tmp:
         staged = stage_model(config_file, weights_file, tmp)
+        calibration = calibration_path(staged[1])
         with atomic_output(out) as part, tarfile.open(part, 'w:gz') as tar:
-            for path in staged:
+            for path in (*staged, calibration) if calibration.is_file() else staged:
                 tar.add(path, arcname=path.name)
     return out
 

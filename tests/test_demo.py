@@ -31,7 +31,12 @@ def test_shrunken_demo_runs_every_step_into_the_work_dir(tmp_path: Path) -> None
     assert len(list((work_dir / 'eval_test' / 'overlays').glob('*.jpg'))) == 2  # 2 test images of 12
     assert list((work_dir / 'train').glob('*.pth'))
     assert set(on_disk['seconds']) == {'synthetic data', 'step2 prepare', 'step3 train', 'step4 test',
-                                       'step5 predict'}
+                                       'step5 predict', 'calibrate + step5 images'}
+    # step 5 --images on the test images: their outputs and the report (2 valid images: too few to calibrate on)
+    review = on_disk['review']
+    assert review['images'] == 2 and review['calibration'] is None and review['test_coverage'] is None
+    assert (work_dir / 'review' / 'report.html').is_file() and (work_dir / 'review' / 'measurements.csv').is_file()
+    assert len(list((work_dir / 'review').glob('*_overlay.png'))) == 2
     # step 5 predicted the test slices of the stack into a challenge JSON, and scores them like step 4
     predictions = json.loads((work_dir / 'predictions.json').read_text())
     test_ids = [image['id'] for image in json.loads((work_dir / 'coco' / 'test.json').read_text())['images']]

@@ -301,6 +301,26 @@ def test_stage_writes_a_self_contained_model(test_model, tmp_path, capsys):
         stage_model(out / 'config.py', out / 'weights.pth', out)
 
 
+def test_the_weights_calibration_travels_with_them(test_model, tmp_path):
+    """A calibration beside the weights (python -m cldetection.calibrate) is staged and packed with them, still
+    theirs (the weights are copied byte for byte, and the calibration names their SHA-256)."""
+    import tarfile
+
+    from cldetection.confidence import calibration_path, file_sha256
+
+    config, weights = test_model
+    copy = tmp_path / 'model' / 'mine.pth'
+    copy.parent.mkdir()
+    shutil.copyfile(weights, copy)
+    calibration_path(copy).write_text(json.dumps({'checkpoint_sha256': file_sha256(copy)}))
+    config_out, weights_out = stage_model(config, copy, tmp_path / 'staged')
+    assert json.loads(calibration_path(weights_out).read_text())['checkpoint_sha256'] == file_sha256(weights_out)
+    tarball = tmp_path / 'model.tar.gz'
+    assert main(['tarball', '--config', str(config), '--weights', str(copy), '--out', str(tarball)]) == 0
+    with tarfile.open(tarball) as tar:
+        assert sorted(tar.getnames()) == ['config.py', 'weights.pth', 'weights.pth.calibration.json']
+
+
 # ---------------------------------------------------------------------------------- static checks
 def linter(name: str) -> str:
     """hadolint / shellcheck: installed into the venv by ``make install`` (requirements.lock), so required."""
