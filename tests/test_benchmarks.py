@@ -472,3 +472,50 @@ def test_cascade_cost_times_and_counts_the_global_and_the_local_stage(repo_root:
     assert cost['patches_per_image'] == model.local.train_cfg['patches_per_image'] and cost['batch_norms_folded']
     assert 1e6 * (cost['parameters_global_M'] + cost['parameters_local_M']) == \
         pytest.approx(sum(p.numel() for p in model.parameters()))
+
+
+# ------------------------------------------------------------------------- benchmarks.confidence's section
+def test_confidence_section_replaces_its_rows_and_keeps_the_other_tables(tmp_path: Path) -> None:
+    from benchmarks.confidence import CALIBRATION_COLUMNS, SECTION_END, SECTION_START, SIGNAL_COLUMNS, \
+        _section_rows, update_results
+
+    results_md = tmp_path / 'RESULTS.md'
+    results_md.write_text('# Benchmark results\n\nintro\n\n## Cascade ablation (issue #9)\n\n| a |\n| --- |\n')
+
+    def row(columns, test_set, value):
+        return {c: value for c in columns} | {'Test set': test_set}
+
+    update_results(results_md, {'Signals': (SIGNAL_COLUMNS, [row(SIGNAL_COLUMNS, 'A', '1')]),
+                                'Calibrations': (CALIBRATION_COLUMNS, [row(CALIBRATION_COLUMNS, 'A', '2')])})
+    update_results(results_md, {'Signals': (SIGNAL_COLUMNS, [row(SIGNAL_COLUMNS, 'A', '3'),
+                                                             row(SIGNAL_COLUMNS, 'B', '4')])})
+    lines = results_md.read_text().splitlines()
+    assert lines.index(SECTION_START) < lines.index(SECTION_END) < lines.index('## Cascade ablation (issue #9)')
+    signals = _section_rows(lines, '### Signals')
+    assert [(r['Test set'], r['Signal']) for r in signals] == [('A', '3'), ('B', '4')]  # A replaced, B added
+    assert [r['Signals'] for r in _section_rows(lines, '### Calibrations')] == ['2']  # kept as it was
+
+
+def test_cross_calibration_never_calibrates_on_the_image_it_predicts() -> None:
+    import numpy as np
+
+    from benchmarks.confidence import cross_calibrated
+    from cldetection.calibrate import LabelledPredictions
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 100, (12, 19, 2))
+    signals = {'disagreement_mm': rng.gamma(2.0, 0.5, (12, 19))}
+
+    def radii(points):
+        predictions = LabelledPredictions(points, truth, np.full(12, 0.1), signals, [f'{i}.png' for i in range(12)],
+                                          np.full((12, 2), 100))
+        radius, _, calibrations = cross_calibrated(predictions, ('disagreement_mm',))
+        assert len(calibrations) == 2 and all(c.images['fit'] + c.images['conformal'] == 6 for _, c in calibrations)
+        return radius
+
+    points = truth + rng.normal(0, 3, truth.shape)
+    before = radii(points)
+    points[0] += 500.0  # image 0 (even half) now errs by metres: only the odd images' radii may change
+    after = radii(points)
+    np.testing.assert_allclose(after[0::2], before[0::2])
+    assert (after[1::2] > before[1::2]).any()
