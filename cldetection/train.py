@@ -9,7 +9,6 @@ MMEngine's distributed launcher::
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from mmengine.config import Config
 
 from .config_utils import check_dataset_files, dataset_ann_path, disable_pretrained, load_config
-from .errors import fail
+from .errors import InputError, fail
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +140,12 @@ def _require_validation_images(cfg: Config) -> None:
     ann_path = dataset_ann_path(dataset) if isinstance(dataset, dict) else None
     if ann_path is None or not ann_path.is_file():
         return
+    from .challenge_io import read_json
     try:
-        images = json.loads(ann_path.read_text(encoding='utf-8')).get('images')
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError, MemoryError):
+        document = read_json(ann_path)
+    except InputError:
         return  # not ours to judge here: MMPose's loader names what is wrong with it
-    if images == []:
+    if isinstance(document, dict) and document.get('images') == []:
         fail(ann_path, 'holds no images to validate on; pass --no-validate to train without validation '
                        '(the last checkpoint is then the model)')
 
