@@ -164,3 +164,20 @@ def test_mode_flags_are_checked(calibrated, inputs, tmp_path):
 
 def test_output_stems_never_collide():
     assert output_stems([Path('a/x.png'), Path('b/x.dcm'), Path('c/X.jpg'), Path('y.png')]) == ['x', 'x-2', 'X-3', 'y']
+
+
+def test_calibrate_refuses_what_it_cannot_calibrate_on(calibrated, tmp_path):
+    from cldetection.calibrate import main as calibrate_main
+
+    coco = make_tiny_coco(tmp_path, num_images=6)
+    common = ['--config_file', str(TINY_CASCADE), '--load_weight_path', str(calibrated), '--engine', 'pytorch']
+    with pytest.raises(InputError, match='calibration.json: already exists; pass --overwrite'):
+        calibrate_main([*common, '--ann_file', str(coco / 'train.json')])
+    with pytest.raises(InputError, match='a calibration needs at least 4'):
+        calibrate_main([*common, '--ann_file', str(coco / 'test.json'), '--overwrite'])
+    with pytest.raises(InputError, match='--coverage must lie between 0 and 1'):
+        calibrate_main([*common, '--ann_file', str(coco / 'train.json'), '--overwrite', '--coverage', '90'])
+    (tmp_path / 'not-coco.json').write_text('{"images": [{"id": 1}]}')
+    with pytest.raises(InputError, match='not a step 2 annotation file'):
+        calibrate_main([*common, '--ann_file', str(tmp_path / 'not-coco.json'), '--overwrite'])
+    assert ErrorCalibration.load(calibration_path(calibrated), calibrated)  # the calibration there is untouched
