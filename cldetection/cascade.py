@@ -132,8 +132,11 @@ class CascadeLandmarkEstimator(TopdownPoseEstimator):
         return self.head.forward(self.extract_feat(inputs))
 
     def predict_global(self, inputs: torch.Tensor, data_samples: list) -> list:
-        """The global stage's estimates: what ``TopdownPoseEstimator.predict`` does for a heatmap head (flip test,
-        ``output_heatmaps`` included), with the network behind :meth:`global_heatmaps`, so an engine can run it."""
+        """The global stage's estimates: MMPose's top-down prediction; with an engine set, the same steps (flip test,
+        ``output_heatmaps``) on the engine's heatmaps, as ``TopdownPoseEstimator.predict`` and the heatmap head's
+        ``predict`` take them on the PyTorch network's."""
+        if self.engine is None or self.training:
+            return super().predict(inputs, data_samples)
         heatmaps = self.global_heatmaps(inputs)
         if self.test_cfg.get('flip_test', False):
             flipped = flip_heatmaps(self.global_heatmaps(inputs.flip(-1)),
