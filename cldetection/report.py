@@ -352,13 +352,14 @@ def _flag_count(result: Mapping) -> int:
     return sum(1 for p in result['landmarks'] if p.get('review'))
 
 
-def _section_html(index: int, result: Mapping, overlay: Optional[np.ndarray]) -> str:
+def _section_html(index: int, result: Mapping, overlay: Optional[np.ndarray | str]) -> str:
     threshold = _threshold(result)
     name = Path(str(result.get('image', ''))).name or str(result.get('stem', ''))
     if overlay is None:
         figure = '<p class="no-overlay">No overlay.</p>'
     else:
-        figure = (f'<figure><img class="overlay" src="{embed_jpeg(overlay)}" alt="landmarks of {_esc(name)}">'
+        source = overlay if isinstance(overlay, str) else embed_jpeg(overlay)
+        figure = (f'<figure><img class="overlay" src="{source}" alt="landmarks of {_esc(name)}">'
                   '<figcaption>Dots coloured by predicted error; magenta rings: points to review.</figcaption>'
                   '</figure>')
     size = f'{_esc(result.get("width"))} x {_esc(result.get("height"))} px'
@@ -441,15 +442,16 @@ details{margin-top:1em}summary{cursor:pointer;font-weight:600}
 """
 
 
-def write_report(results: Sequence[Mapping], overlays: Sequence[Optional[np.ndarray]], path: str | os.PathLike,
+def write_report(results: Sequence[Mapping], overlays: Sequence[Optional[np.ndarray | str]], path: str | os.PathLike,
                  failures: Sequence[str] = ()) -> Path:
     """One self-contained HTML page for a run: a summary, then per image its overlay, review points,
     measurements and all landmarks (see the module docstring for its layout). Returns the page's path.
 
     Args:
         results: step 5's per-image results (the layout of ``<stem>.json``).
-        overlays: :func:`draw_review_overlay` of each result (BGR, any size: they are shrunk here; passing
-            :func:`downscale` of each saves memory over a long run), in the same order; ``None`` for none.
+        overlays: :func:`draw_review_overlay` of each result (BGR, any size: they are shrunk here) or its
+            :func:`embed_jpeg` already (a data URI, ~40 times smaller than the overlay: what a long run keeps), in
+            the same order; ``None`` for none.
         path: the ``.html`` file (or an :class:`~cldetection.errors.OutputClaim` of it), written atomically.
         failures: one line per input that could not be processed, listed in the summary (``ul#failures``).
     """
