@@ -264,8 +264,9 @@ class LandmarkPredictor:
             while (item := pending.result()) is not None:
                 pending = reader.submit(next, batches, None)
                 batch_z, batch = item
-                for z, fields in zip(batch_z, self._forward(batch)):
+                for z, sample, fields in zip(batch_z, batch, self._forward(batch)):
                     points[z] = fields.pop('keypoints')
+                    _warn_outside(info.path, z, points[z], sample['data_samples'].metainfo['ori_shape'])
                     scores[z] = fields.get('keypoint_scores', np.full(self.num_landmarks, np.nan))
                     signals[z] = fields
                 bar.update(len(batch_z))
@@ -276,6 +277,18 @@ class LandmarkPredictor:
                     info.path.name, len(points), seconds, seconds / max(len(points), 1),
                     cpu_seconds / max(len(points), 1))
         return StackPrediction(info.path, points, seconds, scores, signals)
+
+
+def _warn_outside(stack: Path, z: int, points: np.ndarray, shape: Sequence[int]) -> None:
+    """Say so when a slice's landmark lies outside its image (a model can put one there; the JSON keeps it)."""
+    from .confidence import review_flags
+
+    height, width = shape[:2]
+    flags, _ = review_flags(points, None, width, height, math.inf)
+    if flags.any():
+        logger.warning('%s slice %d: landmark %s predicted outside the image (%d x %d px): check it', stack.name, z,
+                       ', '.join(f'{k + 1} at ({points[k, 0]:.1f}, {points[k, 1]:.1f})' for k in np.flatnonzero(flags)),
+                       width, height)
 
 
 # -------------------------------------------------------------------------------------------- evaluation

@@ -413,3 +413,19 @@ def test_pseudo_gt_takes_the_ground_truth_scale_and_is_never_overwritten(test_mo
                                       '--spacing', '0.5', '--overwrite'), capsys)
     assert code == 0
     assert load_landmarks(pseudo).spacing == load_landmarks(gt_path).spacing  # the known scale wins over --spacing
+
+
+def test_a_landmark_predicted_outside_its_slice_is_said(caplog) -> None:
+    """Seen on a real slice: landmark 1 at y = -4.7 px. The challenge JSON keeps it, but the log says so."""
+    import logging
+
+    from cldetection.predict import _warn_outside
+
+    points = np.array([[10.0, -4.7], [5.0, 5.0], [120.0, 3.0]])
+    with caplog.at_level(logging.WARNING, logger='cldetection.predict'):
+        _warn_outside(Path('stack.mha'), 3, points, (50, 100, 3))
+    assert 'stack.mha slice 3: landmark 1 at (10.0, -4.7), 3 at (120.0, 3.0) predicted outside the image' \
+           in caplog.text
+    caplog.clear()
+    _warn_outside(Path('stack.mha'), 3, points[1:2], (50, 100, 3))
+    assert caplog.text == ''
