@@ -11,7 +11,7 @@ then measures on the real errors:
 * **each candidate signal**: Spearman's rho of the raw signal with the real error, pooled over points;
 * **each calibration** (a set of signals): two-fold cross-calibration over the test images (calibrate on every other
   image, evaluate on the rest, and the other way round; each calibration split again into its fit and conformal
-  halves, as ``python -m cldetection.calibrate`` does), pooled: rho of the predicted error (the 90 % radius) with
+  images, as ``python -m cldetection.calibrate`` does), pooled: rho of the predicted error (the 90 % radius) with
   the real error, the coverage of that radius, the share of points flagged for review (radius > 2 mm or outside the
   image), SDR 2 mm of all points and of those not flagged, and of the 80 % of points with the smallest predicted
   error (selective prediction at 20 % flagged, whatever the threshold);
@@ -35,7 +35,7 @@ from scipy.stats import spearmanr
 
 import cldetection  # noqa: F401
 from cldetection.analysis import NUM_ANALYSIS_LANDMARKS, analyse_landmarks
-from cldetection.calibrate import LabelledPredictions, alternate_halves, predict_labelled, read_labelled_images, \
+from cldetection.calibrate import LabelledPredictions, fit_split, predict_labelled, read_labelled_images, \
     read_rgb
 from cldetection.confidence import DEFAULT_SIGNALS, fit_calibration
 from cldetection.errors import run_cli
@@ -50,9 +50,10 @@ logger = logging.getLogger(__name__)
 SECTION_START = '<!-- confidence: written by python -m benchmarks.confidence; edits are lost -->'
 SECTION_END = '<!-- /confidence -->'
 #: the calibrations compared: each a set of signals (the product's default first)
-CANDIDATE_SETS = (DEFAULT_SIGNALS, ('disagreement_mm',), ('local_spread_mm',), ('shift_spread_mm',),
-                  ('disagreement_mm', 'local_spread_mm', 'shift_spread_mm'),
-                  ('disagreement_mm', 'local_spread_mm', 'local_score', 'global_score'), ())
+CANDIDATE_SETS = (DEFAULT_SIGNALS, ('disagreement_mm',), ('local_spread_mm',), ('local_score',), ('shift_spread_mm',),
+                  ('local_score', 'local_spread_mm'), ('disagreement_mm', 'local_spread_mm', 'shift_spread_mm'),
+                  ('disagreement_mm', 'local_spread_mm', 'local_score', 'global_score'),
+                  ('local_score', 'local_spread_mm', 'shift_spread_mm'), ())
 SHIFT = 0.25  #: test-time shift of the candidate signal, in patch sides
 REVIEW_MM, COVERAGE = 2.0, 0.9
 
@@ -81,12 +82,23 @@ def shift_spread(predictor, image_rgb: np.ndarray, points: np.ndarray) -> np.nda
     return np.sqrt(((estimates - estimates.mean(axis=0)) ** 2).sum(axis=-1).mean(axis=0))
 
 
-def collect(predictor, ann_file: Path) -> LabelledPredictions:
+def collect(predictor, ann_file: Path, cache: Optional[Path] = None) -> LabelledPredictions:
+    """Every test image's prediction and signals; with ``cache`` (``.npz``), read from it when it exists (the same
+    checkpoint and images are the caller's to ensure), else written to it."""
+    if cache is not None and cache.is_file():
+        stored = np.load(cache)
+        signals = {key[len('signal_'):]: stored[key] for key in stored.files if key.startswith('signal_')}
+        return LabelledPredictions(stored['points'], stored['truth'], stored['spacing_mm'], signals,
+                                   list(stored['names']), stored['sizes'])
     images = read_labelled_images(ann_file)
     predictions = predict_labelled(predictor, images)
     spreads = [shift_spread(predictor, read_rgb(image.path), points) * image.spacing_mm
                for image, points in zip(images, predictions.points)]
     predictions.signals['shift_spread_mm'] = np.stack(spreads)
+    if cache is not None:
+        np.savez(cache, points=predictions.points, truth=predictions.truth, spacing_mm=predictions.spacing_mm,
+                 names=np.array(predictions.names), sizes=predictions.sizes,
+                 **{f'signal_{name}': value for name, value in predictions.signals.items()})
     return predictions
 
 
@@ -104,14 +116,14 @@ class Evaluation:
 def cross_calibrated(predictions: LabelledPredictions, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list]:
     """Each image's radii and typical errors from the calibration on the other half of the images."""
     count = len(predictions.points)
-    halves = alternate_halves(count)
+    halves = np.arange(count) % 2 == 0
     radius, typical = np.full(predictions.errors_mm.shape, np.nan), np.full(predictions.errors_mm.shape, np.nan)
     calibrations = []
     for evaluate in (halves, ~halves):
         calibrate = np.flatnonzero(~evaluate)
         signals = {n: v[calibrate] for n, v in predictions.signals.items()}
         calibration = fit_calibration(predictions.errors_mm[calibrate], predictions.error_vectors_mm[calibrate],
-                                      signals, alternate_halves(len(calibrate)), names, COVERAGE)
+                                      signals, fit_split(len(calibrate)), names, COVERAGE)
         held = {n: v[evaluate] for n, v in predictions.signals.items()}
         typical[evaluate] = calibration.typical_error(held)
         radius[evaluate] = calibration.quantile * typical[evaluate]
@@ -242,14 +254,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--results', type=Path, default=Path(__file__).with_name('RESULTS.md'))
     parser.add_argument('--no-results', action='store_true', help='print only')
     parser.add_argument('--engine', default='auto', help='auto, pytorch or onnxruntime (default: auto)')
+    parser.add_argument('--cache', type=Path, action='append', default=None,
+                        help='.npz per --ann-file: the predictions are read from it when it exists, else saved to it '
+                             '(to compare calibrations again without predicting)')
     args = parser.parse_args(argv)
-    if len(args.label) != len(args.ann_file):
-        parser.error('give one --label per --ann-file')
+    if len(args.label) != len(args.ann_file) or (args.cache and len(args.cache) != len(args.ann_file)):
+        parser.error('give one --label (and --cache, if any) per --ann-file')
     predictor = LandmarkPredictor(args.config, args.checkpoint, device='cpu', engine=args.engine)
     date, commit = __import__('datetime').date.today().isoformat(), git_commit()[:12]
     signal_rows, calibration_rows, measurement_rows = [], [], []
-    for ann_file, label in zip(args.ann_file, args.label):
-        predictions = collect(predictor, ann_file)
+    for ann_file, label, cache in zip(args.ann_file, args.label, args.cache or [None] * len(args.ann_file)):
+        predictions = collect(predictor, ann_file, cache)
         errors = predictions.errors_mm
         labelled = np.isfinite(errors)
         for name in sorted(predictions.signals):

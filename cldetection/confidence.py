@@ -8,15 +8,15 @@ by split-conformal calibration on radiographs the model did not train on.
 
 1. **A typical error per point.** ``log(error) ~ a_k + sum_j b_j * log(signal_j + c_j)``: an intercept per
    landmark (some landmarks are harder than others on every image) and one slope per signal shared by all
-   landmarks (so a few dozen calibration images are enough), fitted by least squares on the *fit* half of the
-   calibration images. Which signals: :data:`DEFAULT_SIGNALS`, chosen by measurement
+   landmarks (so a few dozen calibration images are enough), fitted by least squares on the *fit* part of the
+   calibration images (two thirds of them). Which signals: :data:`DEFAULT_SIGNALS`, chosen by measurement
    (``python -m benchmarks.confidence``; ``docs/explanation/confidence.md``).
-2. **A conformal radius.** On the other, *conformal*, half the scores ``error / typical error`` of every point;
+2. **A conformal radius.** On the other, *conformal*, third the scores ``error / typical error`` of every point;
    their ``ceil((n + 1) * coverage) / n`` quantile ``q`` (split conformal with normalised scores, Lei et al.,
    JASA 2018, section 5.2) makes ``q * typical error`` a radius that holds the true point with probability at
    least ``coverage`` for a new image drawn like the calibration images (over images and points; not for every
    landmark on its own).
-3. **Error vectors.** The conformal half's error vectors divided by their typical errors are kept, so that
+3. **Error vectors.** The conformal images' error vectors divided by their typical errors are kept, so that
    :mod:`cldetection.measurement_intervals` can draw plausible landmark positions from the real, heavy-tailed
    shape of the errors instead of assuming a Gaussian.
 
@@ -41,9 +41,11 @@ from .errors import fail
 #: a signal not listed (a study's, e.g. ``benchmarks.confidence``'s test-time shift spread) gets 0.1.
 SIGNAL_OFFSETS = {'disagreement_mm': 0.1, 'local_spread_mm': 0.1, 'member_spread_mm': 0.1,
                   'global_score': 0.01, 'local_score': 0.01}
-#: The signals a calibration uses unless told otherwise: those of a single cascade that predicted the error best in
-#: ``benchmarks.confidence`` (RESULTS.md, "Predicted error").
-DEFAULT_SIGNALS = ('disagreement_mm', 'local_spread_mm')
+#: The signals a calibration uses unless told otherwise: the local stage's heatmap peak and spread at the point,
+#: which ranked a cascade's errors best on held-out images (``benchmarks.confidence``; RESULTS.md, "Predicted error
+#: per landmark"); the global-local disagreement, which seems the obvious signal, barely tracks the error (the local
+#: stage corrects a large global error as well as a small one).
+DEFAULT_SIGNALS = ('local_score', 'local_spread_mm')
 DEFAULT_COVERAGE = 0.9
 CALIBRATION_SUFFIX = '.calibration.json'
 _FORMAT = 'cldetection error calibration 1'
@@ -107,8 +109,8 @@ class ErrorCalibration:
     slopes: list[float]  #: ``b_j``, one per signal
     quantile: float  #: ``q``: the radius is ``q`` x the typical error
     coverage: float
-    residuals: list[list[float]]  #: the conformal half's error vectors over their typical errors (``M x 2``)
-    images: dict  #: {'fit': n, 'conformal': n}: the calibration images of each half
+    residuals: list[list[float]]  #: the conformal images' error vectors over their typical errors (``M x 2``)
+    images: dict  #: {'fit': n, 'conformal': n}: the calibration images of each part
     checkpoint_sha256: str = ''
     source: str = ''  #: what it was calibrated on, in words
 
@@ -165,7 +167,7 @@ def fit_calibration(errors_mm: np.ndarray, error_vectors_mm: np.ndarray, signals
     if not 0 < coverage < 1:
         raise ValueError(f'coverage must lie in (0, 1), got {coverage}')
     if fit_images.all() or not fit_images.any():
-        raise ValueError('calibration needs images in both halves (fit and conformal)')
+        raise ValueError('calibration needs images in both parts (fit and conformal)')
     labelled = np.isfinite(errors_mm)
     features = _features(signals, names)  # N x K x J
     # one-hot landmark intercepts beside the shared slopes
@@ -174,7 +176,7 @@ def fit_calibration(errors_mm: np.ndarray, error_vectors_mm: np.ndarray, signals
     rows = labelled & fit_images[:, None]
     target = np.log(errors_mm + 0.05)
     coefficients, *_ = np.linalg.lstsq(design[rows], target[rows], rcond=None)
-    # a landmark never labelled in the fit half gets the mean intercept
+    # a landmark never labelled in the fit images gets the mean intercept
     seen = rows.any(axis=0)
     intercepts = np.where(seen, coefficients[:num_landmarks], coefficients[:num_landmarks][seen].mean())
     calibration = ErrorCalibration(tuple(names), intercepts.tolist(), coefficients[num_landmarks:].tolist(), 1.0,
@@ -184,7 +186,7 @@ def fit_calibration(errors_mm: np.ndarray, error_vectors_mm: np.ndarray, signals
     held = labelled & ~fit_images[:, None]
     calibration.quantile = conformal_quantile(errors_mm[held] / typical[held], coverage)
     if not math.isfinite(calibration.quantile):
-        raise ValueError(f'{int(held.sum())} points in the conformal half are too few for {coverage:.0%} coverage')
+        raise ValueError(f'{int(held.sum())} points in the conformal images are too few for {coverage:.0%} coverage')
     residuals = np.asarray(error_vectors_mm, dtype=np.float64)[held] / typical[held][:, None]
     calibration.residuals = np.round(residuals, 4).tolist()
     return calibration

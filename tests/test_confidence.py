@@ -21,6 +21,9 @@ CEPH = np.array([[800, 1000], [1400, 950], [1290, 1100], [640, 1110], [1380, 140
                  [1500, 1320], [1480, 1950], [930, 1330], [1410, 1310], [700, 1250]], dtype=np.float64)
 
 
+NAMES = ('disagreement_mm', 'local_spread_mm')  #: the synthetic signals: an informative one and noise
+
+
 def synthetic_errors(images: int, landmarks: int, seed: int):
     """Errors whose size follows a signal: error vector = (0.5 + signal) x a heavy-tailed random vector (mm)."""
     rng = np.random.default_rng(seed)
@@ -40,7 +43,7 @@ def test_the_conformal_quantile_is_the_finite_sample_rank():
 
 def test_the_calibrated_radius_covers_and_ranks_fresh_images():
     errors, vectors, signals = synthetic_errors(60, 19, seed=0)
-    calibration = fit_calibration(errors, vectors, signals, np.arange(60) % 2 == 0)
+    calibration = fit_calibration(errors, vectors, signals, np.arange(60) % 2 == 0, NAMES)
     assert calibration.slopes[0] > 0.5  # the informative signal carries weight, the noise one little
     assert abs(calibration.slopes[1]) < 0.3
     fresh_errors, _, fresh_signals = synthetic_errors(400, 19, seed=1)
@@ -54,21 +57,21 @@ def test_nan_errors_are_left_out_and_lost_signals_do_not_break_the_fit():
     errors, vectors, signals = synthetic_errors(20, 19, seed=2)
     errors[0, 3] = np.nan
     signals['disagreement_mm'][1, 4] = np.inf  # a lost estimate
-    calibration = fit_calibration(errors, vectors, signals, np.arange(20) % 2 == 0)
+    calibration = fit_calibration(errors, vectors, signals, np.arange(20) % 2 == 0, NAMES)
     assert np.isfinite(calibration.quantile) and np.isfinite(calibration.radius(signals)).all()
 
 
 def test_fit_refuses_one_sided_splits():
     errors, vectors, signals = synthetic_errors(6, 19, seed=3)
-    with pytest.raises(ValueError, match='both halves'):
-        fit_calibration(errors, vectors, signals, np.ones(6, bool))
+    with pytest.raises(ValueError, match='both parts'):
+        fit_calibration(errors, vectors, signals, np.ones(6, bool), NAMES)
 
 
 def test_a_calibration_round_trips_and_is_refused_for_other_weights(tmp_path):
     errors, vectors, signals = synthetic_errors(10, 19, seed=4)
     weights = tmp_path / 'model.pth'
     weights.write_bytes(b'weights one')
-    calibration = fit_calibration(errors, vectors, signals, np.arange(10) % 2 == 0)
+    calibration = fit_calibration(errors, vectors, signals, np.arange(10) % 2 == 0, NAMES)
     calibration.checkpoint_sha256 = __import__('cldetection.confidence', fromlist=['x']).file_sha256(weights)
     path = calibration.save(calibration_path(weights))
     assert path.name == 'model.pth.calibration.json'
