@@ -50,10 +50,12 @@ logger = logging.getLogger(__name__)
 SECTION_START = '<!-- confidence: written by python -m benchmarks.confidence; edits are lost -->'
 SECTION_END = '<!-- /confidence -->'
 #: the calibrations compared: each a set of signals (the product's default first)
-CANDIDATE_SETS = (DEFAULT_SIGNALS, ('disagreement_mm',), ('local_spread_mm',), ('local_score',), ('shift_spread_mm',),
-                  ('local_score', 'local_spread_mm'), ('disagreement_mm', 'local_spread_mm', 'shift_spread_mm'),
-                  ('disagreement_mm', 'local_spread_mm', 'local_score', 'global_score'),
-                  ('local_score', 'local_spread_mm', 'shift_spread_mm'), ())
+CANDIDATE_SETS = tuple(dict.fromkeys((
+    DEFAULT_SIGNALS, ('disagreement_mm',), ('local_spread_mm',), ('local_score',), ('shift_spread_mm',),
+    ('disagreement_mm', 'local_spread_mm'), ('local_score', 'local_spread_mm'),
+    ('disagreement_mm', 'local_spread_mm', 'shift_spread_mm'),
+    ('disagreement_mm', 'local_spread_mm', 'local_score', 'global_score'),
+    ('local_score', 'local_spread_mm', 'shift_spread_mm'), ())))
 SHIFT = 0.25  #: test-time shift of the candidate signal, in patch sides
 REVIEW_MM, COVERAGE = 2.0, 0.9
 
