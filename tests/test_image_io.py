@@ -37,6 +37,18 @@ def dicom_dataset(pixels: np.ndarray, photometric: str = 'MONOCHROME2', bits_sto
     return ds
 
 
+def compressed(ds: Dataset, fragment: bytes, syntax) -> Dataset:
+    """``ds`` with ``fragment`` as its encapsulated pixel data under the compressed transfer ``syntax``."""
+    ds.PixelData = encapsulate([fragment])
+    ds['PixelData'].VR = 'OB'
+    ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
+def jpeg_bytes(grey: np.ndarray) -> bytes:
+    return cv2.imencode('.jpg', grey, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
 def write_dicom(path: Path, pixels: np.ndarray, photometric: str = 'MONOCHROME2', **attrs) -> Path:
     dicom_dataset(pixels, photometric, **attrs).save_as(path, enforce_file_format=True)
     return path
@@ -224,11 +236,7 @@ def test_multiframe_uses_first_frame(tmp_path, caplog):
 
 def test_jpeg_baseline_dicom_decodes(tmp_path):
     grey = gradient(64, 80)
-    ds = dicom_dataset(grey, PixelSpacing=[0.1, 0.1])
-    ok, encoded = cv2.imencode('.jpg', grey, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    ds.PixelData = encapsulate([encoded.tobytes()])
-    ds['PixelData'].VR = 'OB'
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds = compressed(dicom_dataset(grey, PixelSpacing=[0.1, 0.1]), jpeg_bytes(grey), JPEGBaseline8Bit)
     ds.save_as(tmp_path / 'jpeg.dcm', enforce_file_format=True)
     image = read_radiograph(tmp_path / 'jpeg.dcm').image[:, :, 0]
     assert np.abs(image.astype(int) - grey).max() <= 8
@@ -263,19 +271,13 @@ def test_missing_codec_names_syntax_and_package(tmp_path, monkeypatch):
 
 
 def test_syntax_without_any_decoder(tmp_path):
-    ds = dicom_dataset(gradient())
-    ds.PixelData = encapsulate([b'\x00' * 64])
-    ds['PixelData'].VR = 'OB'
-    ds.file_meta.TransferSyntaxUID = JPEG2000MC
+    ds = compressed(dicom_dataset(gradient()), b'\x00' * 64, JPEG2000MC)
     ds.save_as(tmp_path / 'mc.dcm', enforce_file_format=True)
     assert 'JPEG 2000 Part 2 Multi-component' in error_of(tmp_path / 'mc.dcm')
 
 
 def test_corrupt_compressed_dicom(tmp_path):
-    ds = dicom_dataset(gradient())
-    ds.PixelData = encapsulate([b'\xff\xd8\xff\xe0' + b'\x00' * 60])
-    ds['PixelData'].VR = 'OB'
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds = compressed(dicom_dataset(gradient()), b'\xff\xd8\xff\xe0' + b'\x00' * 60, JPEGBaseline8Bit)
     ds.save_as(tmp_path / 'bad.dcm', enforce_file_format=True)
     assert 'cannot decode the DICOM pixel data (JPEG Baseline' in error_of(tmp_path / 'bad.dcm')
 
@@ -372,10 +374,7 @@ def test_the_locked_decoders_decode_with_this_numpy(tmp_path):
         ds.pixel_array_options(decoding_plugin='pylibjpeg')
         assert np.array_equal(ds.pixel_array, pixels), syntax.name
     grey = gradient(32, 40)
-    ds = dicom_dataset(grey)
-    ds.PixelData = encapsulate([cv2.imencode('.jpg', grey, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()])
-    ds['PixelData'].VR = 'OB'
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds = compressed(dicom_dataset(grey), jpeg_bytes(grey), JPEGBaseline8Bit)
     pytest.importorskip('gdcm')
     ds.pixel_array_options(decoding_plugin='gdcm')  # GDCM: also JPEG Lossless and JPEG-LS (pydicom's other decoder)
     assert np.abs(ds.pixel_array.astype(int) - grey).max() <= 8
