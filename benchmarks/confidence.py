@@ -35,11 +35,11 @@ from scipy.stats import spearmanr
 
 import cldetection  # noqa: F401
 from cldetection.analysis import NUM_ANALYSIS_LANDMARKS, analyse_landmarks
-from cldetection.calibrate import LabelledPredictions, fit_split, predict_labelled, read_labelled_images, \
-    read_rgb
+from cldetection.calibrate import LabelledPredictions, fit_split, predict_labelled, read_labelled_images
 from cldetection.confidence import DEFAULT_SIGNALS, fit_calibration
 from cldetection.errors import run_cli
 from cldetection.geometry import area_downscale, from_reduced, to_reduced
+from cldetection.image_io import read_radiograph
 from cldetection.measurement_intervals import measurement_intervals
 
 from .results import format_row
@@ -94,7 +94,7 @@ def collect(predictor, ann_file: Path, cache: Optional[Path] = None) -> Labelled
                                    list(stored['names']), stored['sizes'])
     images = read_labelled_images(ann_file)
     predictions = predict_labelled(predictor, images)
-    spreads = [shift_spread(predictor, read_rgb(image.path), points) * image.spacing_mm
+    spreads = [shift_spread(predictor, read_radiograph(image.path).image, points) * image.spacing_mm
                for image, points in zip(images, predictions.points)]
     predictions.signals['shift_spread_mm'] = np.stack(spreads)
     if cache is not None:

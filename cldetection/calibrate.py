@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -59,13 +58,6 @@ def read_labelled_images(ann_file: str | Path) -> list[LabelledImage]:
     return images
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        fail(path, 'cannot read the image')
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 @dataclass
 class LabelledPredictions:
     """Predictions of ``N`` labelled images: points and truth (``N x K x 2`` px), spacing (``N``), signals, image
@@ -88,9 +80,11 @@ class LabelledPredictions:
 
 def predict_labelled(predictor, images: Sequence[LabelledImage], progress: bool = True) -> LabelledPredictions:
     """Predict ``images`` with a :class:`cldetection.predict.LandmarkPredictor`, keeping the error signals."""
+    from .image_io import read_radiograph
+
     points, signals, sizes = [], [], []
     for image in tqdm(images, desc='predict', unit='image', disable=not progress):
-        rgb = read_rgb(image.path)
+        rgb = read_radiograph(image.path).image  # read as step 5 --images reads the radiographs it is used on
         sizes.append(rgb.shape[1::-1])
         fields = predictor.predict_with_signals([rgb])[0]
         points.append(fields['keypoints'])
