@@ -218,10 +218,11 @@ TABLE_COLUMNS = {'Signals': SIGNAL_COLUMNS, 'Calibrations': CALIBRATION_COLUMNS,
 def update_results(results_md: Path, tables: dict[str, tuple[Sequence[str], list[dict[str, str]]]],
                    key: str = 'Test set') -> Path:
     """Write ``tables`` into the section, replacing their rows of the same ``key`` and keeping the other tables."""
-    lines = results_md.read_text(encoding='utf-8').splitlines()
-    start = lines.index(SECTION_START) if SECTION_START in lines else None
-    end = lines.index(SECTION_END) if SECTION_END in lines else None
-    old = lines[start:end] if start is not None and end is not None else []
+    from .results import section_span, write_section
+
+    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else []
+    span = section_span(lines, SECTION_START, SECTION_END, results_md)
+    old = lines[span[0]:span[1]] if span is not None else []
     section = [SECTION_START, '## Predicted error per landmark (issue 41)', '', SECTION_INTRO]
     for heading in TABLE_COLUMNS:
         old_rows = _section_rows(old, f'### {heading}')
@@ -236,13 +237,7 @@ def update_results(results_md: Path, tables: dict[str, tuple[Sequence[str], list
         section += ['', f'### {heading}', format_row(columns), format_row(['---'] * len(columns)),
                     *(format_row([r.get(c, '') for c in columns]) for r in rows)]
     section.append(SECTION_END)
-    if start is not None and end is not None:
-        lines = lines[:start] + section + lines[end + 1:]
-    else:
-        at = next((i for i, line in enumerate(lines) if line.startswith('## Cascade ablation')), len(lines))
-        lines = lines[:at] + section + [''] + lines[at:]
-    results_md.write_text('\n'.join(lines) + '\n', encoding='utf-8')
-    return results_md
+    return write_section(results_md, section, SECTION_START, SECTION_END, above='## Cascade ablation')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -250,3 +250,37 @@ def replace_summary(results_md: str | Path, summary_lines: list[str]) -> Path:
     head = lines[:span[1]] if span else lines
     results_md.write_text('\n'.join(head + [''] + summary_lines).rstrip('\n') + '\n', encoding='utf-8')
     return results_md
+
+
+# ------------------------------------------------------------------- sections written by other commands
+def section_span(lines: list[str], start_mark: str, end_marker: str, source: str | Path = 'RESULTS.md'
+                 ) -> tuple[int, int] | None:
+    """``(start, end)`` line indices of a command's delimited section (the line starting with ``start_mark`` and
+    the line ``end_marker``), or None when there is none; one marker without the other is an error."""
+    from cldetection.errors import fail
+
+    start = next((i for i, line in enumerate(lines) if line.startswith(start_mark)), None)
+    end = lines.index(end_marker) if end_marker in lines else None
+    if (start is None) != (end is None):
+        fail(source, f'has only one of the markers {start_mark!r} and {end_marker!r}; fix it by hand')
+    return None if start is None else (start, end)
+
+
+def write_section(results_md: str | Path, section: list[str], start_mark: str, end_marker: str,
+                  above: str = RUNS_HEADING) -> Path:
+    """Put ``section`` (its first line starts with ``start_mark``, its last is ``end_marker``) in place of the file's
+    section, or, in a file without one, just above the first line starting with ``above`` (at the end without
+    one); a missing file is created with the title and intro."""
+    results_md = Path(results_md)
+    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else \
+        [RESULTS_TITLE, '', RESULTS_INTRO, '']
+    span = section_span(lines, start_mark, end_marker, results_md)
+    if span is not None:
+        lines = lines[:span[0]] + section + lines[span[1] + 1:]
+    else:
+        at = next((i for i, line in enumerate(lines) if line.startswith(above)), None)
+        lines = lines[:at] + section + [''] + lines[at:] if at is not None else \
+            lines + ([''] if lines and lines[-1] else []) + section
+    results_md.parent.mkdir(parents=True, exist_ok=True)
+    results_md.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    return results_md

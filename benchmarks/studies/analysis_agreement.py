@@ -119,19 +119,14 @@ def agreement_row(label: str, counts: Mapping[str, tuple[int, int]], date: str, 
             'Mean': f'{sum(finite) / len(finite):.1f}' if finite else 'nan', 'Date': date, 'Commit': commit}
 
 
-def section_markers(lines: list[str]) -> tuple[Optional[int], Optional[int]]:
-    """The line numbers (0-based) of the section's start and end markers, None for a marker not there."""
-    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION_MARK)), None)
-    end = lines.index(SECTION_END) if SECTION_END in lines else None
-    return start, end
-
-
 def read_section_rows(lines: list[str]) -> list[dict[str, str]]:
     """The rows of the section's table (empty when there is no section)."""
-    start, end = section_markers(lines)
-    if start is None or end is None:
+    from ..results import section_span
+
+    span = section_span(lines, SECTION_MARK, SECTION_END)
+    if span is None:
         return []
-    return parse_table([line for line in lines[start:end] if line.startswith('|')])
+    return parse_table([line for line in lines[span[0]:span[1]] if line.startswith('|')])
 
 
 def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Path:
@@ -139,14 +134,11 @@ def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Pa
 
     A new section goes just above the Runs table (or at the end of a file without one).
     """
-    from ..results import RESULTS_INTRO, RESULTS_TITLE, RUNS_HEADING
+    from ..results import section_span, write_section
 
     results_md = Path(results_md)
-    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else \
-        [RESULTS_TITLE, '', RESULTS_INTRO, '']
-    start, end = section_markers(lines)
-    if (start is None) != (end is None):
-        fail(results_md, f'has only one of the markers {SECTION_START!r} and {SECTION_END!r}; fix it by hand')
+    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else []
+    section_span(lines, SECTION_MARK, SECTION_END, results_md)  # one marker without the other: say which file
     kept = {r['Source']: r for r in read_section_rows(lines)}
     for row in rows:
         kept[row['Source']] = row
@@ -155,16 +147,7 @@ def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Pa
     section = [SECTION_START, SECTION_HEADING, '', SECTION_INTRO, '', format_row(COLUMNS),
                format_row(['---'] * len(COLUMNS)),
                *(format_row([r.get(c, '') for c in COLUMNS]) for r in ordered), SECTION_END]
-    if start is not None and end is not None:
-        lines = lines[:start] + section + lines[end + 1:]
-    elif RUNS_HEADING in lines:
-        at = lines.index(RUNS_HEADING)
-        lines = lines[:at] + section + [''] + lines[at:]
-    else:
-        lines = lines + ([''] if lines and lines[-1] else []) + section
-    results_md.parent.mkdir(parents=True, exist_ok=True)
-    results_md.write_text('\n'.join(lines) + '\n', encoding='utf-8')
-    return results_md
+    return write_section(results_md, section, SECTION_MARK, SECTION_END)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
