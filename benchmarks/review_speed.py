@@ -41,7 +41,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--config', type=Path, required=True)
     parser.add_argument('--checkpoint', type=Path, required=True, help='weights with a calibration beside them')
     parser.add_argument('--images', type=Path, nargs='+', required=True, help='radiographs (at most 2400 x 2880)')
-    parser.add_argument('--engine', default='auto', help='auto, pytorch or onnxruntime (default: auto)')
+    parser.add_argument('--engine', default='auto',
+                        help='auto, pytorch, onnxruntime or onnxruntime-int8, as in step 5 (default: auto)')
     parser.add_argument('--results', type=Path, default=Path(__file__).with_name('RESULTS.md'))
     parser.add_argument('--no-results', action='store_true', help='print only')
     args = parser.parse_args(argv)

@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f'signals the predicted error is fitted on (default: {" ".join(DEFAULT_SIGNALS)} for a '
                              'cascade, the heatmap peaks for a plain heatmap model)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto)')
-    parser.add_argument('--engine', default='auto', help='auto, pytorch or onnxruntime, as in step 5 (default: auto)')
+    parser.add_argument('--engine', default='auto',
+                        help='auto, pytorch, onnxruntime or onnxruntime-int8, as in step 5 (default: auto)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing calibration of the weights')
     return parser
 

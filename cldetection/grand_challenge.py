@@ -48,7 +48,7 @@ import numpy as np
 from .challenge_io import (PREDICTION_NAME, PREDICTION_TYPE, StackInfo, atomic_output, load_landmarks,
                            prediction_document, read_json, read_stack_info, write_json_atomic)
 from .errors import claim_output, fail, releasing_claims, run_cli
-from .inference_engine import check_engine
+from .inference_engine import cache_folder, check_engine
 from .predict import LandmarkPredictor, add_model_arguments
 
 logger = logging.getLogger(__name__)
@@ -287,7 +287,7 @@ def stage_model(config_file: str | Path, weights_file: str | Path, out_dir: str 
 
     from .confidence import calibration_path
 
-    LandmarkPredictor(config_file, weights_file, device='cpu')  # one-line error now, not inside the image
+    predictor = LandmarkPredictor(config_file, weights_file, device='cpu')  # one-line error now, not in the image
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_out, weights_out = out_dir / DEFAULT_CONFIG.name, out_dir / DEFAULT_WEIGHTS.name
@@ -298,8 +298,23 @@ def stage_model(config_file: str | Path, weights_file: str | Path, out_dir: str 
     shutil.copyfile(weights_file, weights_out)
     if calibration_path(weights_file).is_file():
         shutil.copyfile(calibration_path(weights_file), calibration_path(weights_out))
+    for int8_file in int8_files(predictor.model, weights_file):
+        cache_folder(weights_out).mkdir(exist_ok=True)
+        shutil.copyfile(int8_file, cache_folder(weights_out) / int8_file.name)
     LandmarkPredictor(config_out, weights_out, device='cpu')  # the staged copy must load on its own
     return config_out, weights_out
+
+
+def int8_files(model, weights_file: str | Path) -> list[Path]:
+    """The int8 networks that ``python -m cldetection.quantize`` made for these weights (none, or the global and the
+    local file), found by the export key of ``model`` (built from them, batch norms folded)."""
+    from .cascade import CascadeLandmarkEstimator
+    from .inference_engine import INT8_SUFFIX, export_key
+
+    if not isinstance(model, CascadeLandmarkEstimator) or not cache_folder(weights_file).is_dir():
+        return []
+    files = sorted(cache_folder(weights_file).glob(f'{export_key(model)}.*{INT8_SUFFIX}'))
+    return files if len(files) == 2 else []
 
 
 @releasing_claims()
@@ -316,6 +331,8 @@ def write_model_tarball(config_file: str | Path, weights_file: str | Path, out: 
         with atomic_output(out) as part, tarfile.open(part, 'w:gz') as tar:
             for path in (*staged, calibration) if calibration.is_file() else staged:
                 tar.add(path, arcname=path.name)
+            for path in sorted(cache_folder(staged[1]).glob('*.int8.onnx')):
+                tar.add(path, arcname=f'{path.parent.name}/{path.name}')
     return out
 
 

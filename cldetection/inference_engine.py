@@ -21,9 +21,10 @@ hands: preprocessing, patch cutting and the NumPy decoding stay the cascade's ow
   the sessions; the model then predicts through them (training always runs PyTorch).
 
 Which engine: ``auto`` picks ONNX Runtime on a CPU for a cascade whose prediction precision is float32 there,
-when ``onnxruntime`` and ``onnx`` are installed; PyTorch otherwise (a GPU; a CPU with bfloat16 hardware, where the
-config's ``precision='auto'`` runs PyTorch in bfloat16; single-stage models and ensembles, which have no engine
-path).
+when ``onnxruntime`` and ``onnx`` are installed -- with the int8 networks of :mod:`cldetection.quantize` when
+they have been made for these weights, the float32 ones otherwise; PyTorch otherwise (a GPU; a CPU with bfloat16
+hardware, where the config's ``precision='auto'`` runs PyTorch in bfloat16; single-stage models and ensembles,
+which have no engine path). ``onnxruntime`` and ``onnxruntime-int8`` ask for one of the two sets of files.
 """
 from __future__ import annotations
 
@@ -45,10 +46,12 @@ from .precision import uses_bf16
 
 logger = logging.getLogger(__name__)
 
-#: ``--engine`` values: ``auto`` resolves to one of the others (:func:`resolve_engine`).
-ENGINES: tuple[str, ...] = ('auto', 'pytorch', 'onnxruntime')
-#: What the ONNX Runtime engine needs: the exporter needs ``onnx``, the sessions ``onnxruntime``.
-ENGINE_PACKAGES = {'onnxruntime': ('onnxruntime', 'onnx')}
+#: ``--engine`` values: ``auto`` resolves to one of the others (:func:`resolve_engine`, :func:`load_engine`).
+ENGINES: tuple[str, ...] = ('auto', 'pytorch', 'onnxruntime', 'onnxruntime-int8')
+#: What the ONNX Runtime engines need: the exporter needs ``onnx``, the sessions ``onnxruntime``.
+ENGINE_PACKAGES = {'onnxruntime': ('onnxruntime', 'onnx'), 'onnxruntime-int8': ('onnxruntime', 'onnx')}
+#: The int8 networks' files (:mod:`cldetection.quantize`) end so, beside the float files of the same key.
+INT8_SUFFIX = '.int8.onnx'
 #: ONNX operator set of the exported files (ONNX Runtime 1.31 runs up to 23; 17 has everything an HRNet needs).
 OPSET = 17
 #: Changes whenever the export itself changes (wrapper, names, options), so old caches are not reused.
@@ -194,9 +197,16 @@ def export_networks(model: torch.nn.Module, folder: str | Path) -> dict[str, Pat
         if not paths[name].is_file():
             logger.info('exporting the %s network to %s', name, paths[name])
             _export(network, shape, paths[name])
-    for stale in set(folder.glob('*.onnx')) - set(paths.values()):
-        stale.unlink(missing_ok=True)
+    # other keys' files, float or int8, are stale; this key's int8 files (cldetection.quantize) are kept
+    for stale in folder.glob('*.onnx'):
+        if not stale.name.startswith(f'{key}.'):
+            stale.unlink(missing_ok=True)
     return paths
+
+
+def int8_paths(float_paths: dict[str, Path]) -> dict[str, Path]:
+    """Where :mod:`cldetection.quantize` puts the int8 networks of these float files: ``<key>.<name>.int8.onnx``."""
+    return {name: path.with_name(path.name[:-len('.onnx')] + INT8_SUFFIX) for name, path in float_paths.items()}
 
 
 # ---------------------------------------------------------------------------------------------- sessions
@@ -235,14 +245,31 @@ class InferenceEngine:
     files: dict[str, Path]
 
 
-def load_engine(engine: str, model: torch.nn.Module, checkpoint_file: str | Path) -> InferenceEngine:
+def load_engine(engine: str, model: torch.nn.Module, checkpoint_file: str | Path,
+                int8_if_present: bool = False) -> InferenceEngine:
     """Export ``model``'s networks (or reuse the cache beside ``checkpoint_file``) and open them in ``engine``
-    (a value :func:`resolve_engine` returned, not ``pytorch``)."""
+    (a value :func:`resolve_engine` returned, not ``pytorch``): ``onnxruntime-int8`` opens the int8 files of
+    :mod:`cldetection.quantize` (a one-line error when there are none), ``onnxruntime`` the float files, or the int8
+    ones when ``int8_if_present`` and they exist (``--engine auto``)."""
     if engine not in ENGINE_PACKAGES:
         raise ValueError(f'load_engine: no inference engine {engine!r}; known: {", ".join(ENGINE_PACKAGES)}')
     files = export_networks(model, cache_folder(checkpoint_file))
+    # beside the float files, or beside the weights where those went to the temporary folder (a read-only model
+    # folder, e.g. a container's, that came with its int8 files: python -m cldetection.quantize, step 6's tarball)
+    candidates = [int8_paths(files), int8_paths({name: cache_folder(checkpoint_file) / path.name
+                                                 for name, path in files.items()})]
+    quantized = next((paths for paths in candidates if all(path.is_file() for path in paths.values())),
+                     candidates[0])
+    present = all(path.is_file() for path in quantized.values())
+    if engine == 'onnxruntime-int8' and not present:
+        fail(checkpoint_file, 'has no int8 networks for --engine onnxruntime-int8 (looked for '
+                              f'{quantized["local"].name} in {quantized["local"].parent}); make them with python -m '
+                              'cldetection.quantize, or use --engine onnxruntime')
+    if engine == 'onnxruntime-int8' or (int8_if_present and present):
+        engine, files = 'onnxruntime-int8', quantized
     return InferenceEngine(engine, OnnxRuntimeNetwork(files['global']), OnnxRuntimeNetwork(files['local']), files)
 
 
-__all__ = ('ENGINES', 'InferenceEngine', 'OnnxRuntimeNetwork', 'cache_folder', 'cascade_networks', 'check_engine',
-           'engine_installed', 'export_key', 'export_networks', 'load_engine', 'resolve_engine')
+__all__ = ('ENGINES', 'INT8_SUFFIX', 'InferenceEngine', 'OnnxRuntimeNetwork', 'cache_folder', 'cascade_networks',
+           'check_engine', 'engine_installed', 'export_key', 'export_networks', 'int8_paths', 'load_engine',
+           'resolve_engine')

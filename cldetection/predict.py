@@ -35,7 +35,7 @@ from .challenge_io import (DEFAULT_MAX_SLICES, LandmarkSet, StackInfo, crop_zero
 from .checkpoints import check_weights_fit, checkpoint_state_dict, read_checkpoint
 from .config_utils import disable_pretrained, load_config
 from .dataset import whole_image_bbox
-from .errors import claim_output, fail, first_line, releasing_claims
+from .errors import InputError, claim_output, fail, first_line, releasing_claims
 from .inference_engine import ENGINES, check_engine, load_engine, resolve_engine
 from .landmarks import cephalometric_metainfo
 from .metric import DEFAULT_RADII, format_table, radial_errors_mm, summarize_errors, write_csv
@@ -169,7 +169,11 @@ class LandmarkPredictor:
         self.engine = resolve_engine(requested, self.model, self.device, folded=fold_batch_norms)
         if self.engine != 'pytorch':
             try:
-                self.model.set_engine(load_engine(self.engine, self.model, self.checkpoint_file))
+                self.model.set_engine(load_engine(self.engine, self.model, self.checkpoint_file,
+                                                  int8_if_present=requested == 'auto'))
+                self.engine = self.model.engine.name
+            except InputError:  # already one line naming the file (e.g. no int8 networks for these weights)
+                raise
             except Exception as err:  # the exporter's or the runtime's, in one line
                 problem = f'cannot run the model in {self.engine}: {type(err).__name__}: {first_line(err)}'
                 if requested != 'auto':
@@ -334,9 +338,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--engine', default='auto',
                         help=f'what runs the networks: {", ".join(ENGINES)} (default: auto = onnxruntime on a CPU for '
                              'a cascade predicting in float32 there, when onnxruntime and onnx are installed, with '
-                             'the ONNX files cached in <weights>.onnx/ beside the weights; else pytorch, e.g. on '
-                             'CUDA, on a CPU with bfloat16 hardware, and for models that are not cascades, '
-                             'which only pytorch runs)')
+                             'the ONNX files cached in <weights>.onnx/ beside the weights, and their int8 versions '
+                             'when python -m cldetection.quantize has made them; else pytorch, e.g. on CUDA, on a '
+                             'CPU with bfloat16 hardware, and for models that are not cascades, which only pytorch '
+                             'runs)')
 
 
 def analysis_csv_path(save_json_path: str | Path) -> Path:

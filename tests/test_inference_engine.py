@@ -145,7 +145,7 @@ def test_unknown_engine_is_a_one_line_error(fixed_cascade, tmp_path, capsys) -> 
     code, _, err = run_step5(step5_args((TINY_CASCADE, checkpoint), stack, tmp_path / 'p.json', '--engine', 'tensorrt'),
                              capsys)
     assert code == 2
-    assert_one_line_error(err, "--engine must be one of auto, pytorch, onnxruntime, got 'tensorrt'")
+    assert_one_line_error(err, "--engine must be one of auto, pytorch, onnxruntime, onnxruntime-int8, got 'tensorrt'")
     assert not (tmp_path / 'p.json').exists()
 
 
@@ -157,7 +157,7 @@ def test_process_py_refuses_an_unknown_engine_before_anything_else(tmp_path, cap
         run_cli(process_main, ['--input-dir', str(tmp_path), '--output-dir', str(tmp_path / 'out'), '--config',
                                str(TINY_CASCADE), '--weights', str(tmp_path / 'none.pth'), '--engine', 'ONNX'])
     assert exit_info.value.code == 2
-    assert_one_line_error(capsys.readouterr().err, "--engine must be one of auto, pytorch, onnxruntime, got 'ONNX'")
+    assert_one_line_error(capsys.readouterr().err, "--engine must be one of auto, pytorch, onnxruntime, onnxruntime-int8, got 'ONNX'")
 
 
 def test_an_engine_for_a_model_that_is_not_a_cascade_is_a_one_line_error(test_model, tmp_path, capsys) -> None:
