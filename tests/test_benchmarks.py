@@ -519,3 +519,82 @@ def test_cross_calibration_never_calibrates_on_the_image_it_predicts() -> None:
     after = radii(points)
     np.testing.assert_allclose(after[0::2], before[0::2])
     assert (after[1::2] > before[1::2]).any()
+
+
+# ------------------------------------------------------------------------------------------ speed per CPU class
+def test_cpu_class_reads_runs_and_engine_cells() -> None:
+    from benchmarks.summary import CPU_CLASSES, cpu_class
+
+    assert cpu_class('AMD EPYC (AVX512, bf16), 2 cores') == CPU_CLASSES[0]
+    assert cpu_class('Intel Xeon, 2 cores (AVX2 yes, AVX-512 yes, AVX512-BF16 no, AMX yes)') == CPU_CLASSES[0]
+    assert cpu_class('Intel Xeon (AVX512), 2 cores') == CPU_CLASSES[1]
+    assert cpu_class('AMD EPYC, 2 cores (AVX2 yes, AVX-512 no, AVX512-BF16 no, AMX no)') == CPU_CLASSES[2]
+    assert cpu_class('AMD EPYC (AVX2), 2 cores') == CPU_CLASSES[2]
+    assert cpu_class('AMD EPYC, 2 cores') == ''  # recorded before the vector unit was: no class
+
+
+def test_speed_table_takes_each_class_s_latest_full_training_and_engine_rows(tmp_path: Path) -> None:
+    from benchmarks import engine_speed, summary
+
+    def run(hardware: str, budget: str, speed: str, infer: str) -> dict:
+        return _row('cascade_hrnet-s_cpu', 'fold 0 of 5', '1.800', '70.00', speed=speed) | {
+            'Budget': budget, 'Hardware': hardware, 'Infer ms/img': infer}
+
+    rows = [run('AMD EPYC (AVX2), 2 cores', 'config, train+valid', '1.00', '500'),
+            run('AMD EPYC (AVX2), 2 cores', 'config, train+valid (tests beside it)', '2.00', '400'),
+            run('AMD EPYC (AVX2), 2 cores', 'config, train+valid, 77/154 img', '9.00', '100'),  # another training set
+            run('Intel Xeon (AVX512, bf16), 2 cores', 'config, train+valid', '5.00', '150')]
+    results_md = tmp_path / 'RESULTS.md'
+    results_md.write_text('# Benchmark results\n\n## Cascade ablation\n')
+    cpu = 'AMD EPYC, 2 cores (AVX2 yes, AVX-512 no, AVX512-BF16 no, AMX no)'
+    for seconds, engine in (('0.400', 'pytorch (float32, batch norms folded)'), ('0.300', 'onnxruntime'),
+                            ('0.200', 'onnxruntime-int8'), ('0.250', 'onnxruntime')):
+        engine_speed.append_section_rows(results_md, [{'CPU': cpu, 'Engine': engine, 'Images': '20',
+                                                       's/image': seconds, 'Peak RSS MiB': '700'}])
+    engine_rows = summary.read_engine_rows(results_md)
+    assert len(engine_rows) == 4  # appended, the section written once
+    lines = summary.speed_lines(rows, engine_rows)
+    table = {line.split(' | ')[0].strip('| '): line.split(' | ') for line in lines if line.startswith('| ')}
+    avx2 = table['AVX2 only']
+    assert avx2[1] == '51.3 (2.00)'  # 154 images x 40 epochs / 2 img/s: the latest full run
+    assert 'tests beside it' in avx2[3] and avx2[4] == '0.400'
+    assert avx2[5] == '0.400 / 0.250 / 0.200'  # the latest row of each engine
+    assert table['bfloat16 hardware (AVX512-BF16 or AMX)'][1] == '20.5 (5.00)'
+    assert table['bfloat16 hardware (AVX512-BF16 or AMX)'][5] == '-- / -- / --'
+    assert table['AVX-512 without bfloat16'][1] == '--'
+
+
+def test_int8_section_replaces_rows_of_the_same_test_set_and_engine(tmp_path: Path) -> None:
+    from benchmarks.int8_accuracy import COLUMNS, SECTION_END, SECTION_START, update_results
+    from benchmarks.results import parse_table
+
+    results_md = tmp_path / 'RESULTS.md'
+    results_md.write_text('# Benchmark results\n\n## Cascade ablation\n')
+
+    def row(test_set: str, engine: str, mre: str) -> dict:
+        return {c: '' for c in COLUMNS} | {'Test set': test_set, 'Engine': engine, 'MRE': mre}
+
+    update_results(results_md, [row('A', 'onnxruntime', '1.000'), row('A', 'onnxruntime-int8', '1.010')])
+    update_results(results_md, [row('A', 'onnxruntime-int8', '1.005'), row('B', 'onnxruntime', '2.000')])
+    lines = results_md.read_text().splitlines()
+    assert lines.index(SECTION_START) < lines.index(SECTION_END) < lines.index('## Cascade ablation')
+    table = parse_table([line for line in lines if line.startswith('|')])
+    assert [(r['Test set'], r['Engine'], r['MRE']) for r in table] == [
+        ('A', 'onnxruntime', '1.000'), ('A', 'onnxruntime-int8', '1.005'), ('B', 'onnxruntime', '2.000')]
+
+
+def test_selective_prediction_ceiling_is_the_sdr_of_the_smallest_real_errors() -> None:
+    import numpy as np
+
+    from benchmarks.confidence import evaluate
+    from cldetection.calibrate import LabelledPredictions
+
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(20, 80, (12, 19, 2))
+    points = truth + rng.normal(0, 20, truth.shape)  # errors of ~2.5 mm at 0.1 mm per pixel
+    predictions = LabelledPredictions(points, truth, np.full(12, 0.1), {'local_score': rng.uniform(size=(12, 19))},
+                                      [f'{i}.png' for i in range(12)], np.full((12, 2), 100))
+    result = evaluate(predictions, ('local_score',))
+    errors = np.sort(predictions.errors_mm.ravel())
+    assert result.sdr2_ceiling == np.mean(errors[:int(round(0.8 * errors.size))] <= 2.0)
+    assert result.sdr2_ceiling >= result.sdr2_least_uncertain and result.sdr2_ceiling >= result.sdr2
