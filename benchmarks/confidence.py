@@ -223,9 +223,9 @@ TABLE_COLUMNS = {'Signals': SIGNAL_COLUMNS, 'Calibrations': CALIBRATION_COLUMNS,
 def update_results(results_md: Path, tables: dict[str, tuple[Sequence[str], list[dict[str, str]]]],
                    key: str = 'Test set') -> Path:
     """Write ``tables`` into the section, replacing their rows of the same ``key`` and keeping the other tables."""
-    from .results import section_span, write_section
+    from .results import read_lines, section_span, write_section
 
-    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else []
+    lines = read_lines(results_md)
     span = section_span(lines, SECTION_START, SECTION_END, results_md)
     old = lines[span[0]:span[1]] if span is not None else []
     section = [SECTION_START, '## Predicted error per landmark (issue 41)', '', SECTION_INTRO]

@@ -172,6 +172,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 SECTION_START = '<!-- engine-speed: written by python -m benchmarks.engine_speed; edits are lost -->'
 SECTION_END = '<!-- /engine-speed -->'
+SECTION_HEADING = '## Step 5: PyTorch against ONNX Runtime (`python -m benchmarks.engine_speed`)'
 COLUMNS = ('CPU', 'Engine', 'Images', 's/image', 'CPU s/image', 'Load s', 'Peak RSS MiB',
            'px from pytorch (mean / max)', 'torch', 'Date', 'Commit')
 SECTION_INTRO = (
@@ -187,14 +188,10 @@ SECTION_INTRO = (
 
 def append_section_rows(results_md: Path, rows: list[dict[str, str]]) -> Path:
     """Append ``rows`` to the section's table (created, with the rows already there, when missing)."""
-    from benchmarks.results import format_row, parse_table, section_span, write_section
+    from benchmarks.results import read_lines, section_rows, table_section, write_section
 
-    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else []
-    span = section_span(lines, SECTION_START, SECTION_END, results_md)
-    old = parse_table([line for line in lines[span[0]:span[1]] if line.startswith('|')]) if span else []
-    section = [SECTION_START, '## Step 5: PyTorch against ONNX Runtime (`python -m benchmarks.engine_speed`)', '',
-               SECTION_INTRO, '', format_row(COLUMNS), format_row(['---'] * len(COLUMNS)),
-               *(format_row([row.get(c, '') for c in COLUMNS]) for row in [*old, *rows]), SECTION_END]
+    old = section_rows(read_lines(results_md), SECTION_START, SECTION_END, results_md)
+    section = table_section(SECTION_START, SECTION_HEADING, SECTION_INTRO, COLUMNS, [*old, *rows], SECTION_END)
     return write_section(results_md, section, SECTION_START, SECTION_END, above='## Cascade ablation')
 
 

@@ -32,7 +32,7 @@ from cldetection.quantize import (DEFAULT_NUM_IMAGES, calibration_subset, quanti
                                   record_network_inputs)
 
 from .engine_speed import cpu_description
-from .results import format_row, section_span, write_section
+from .results import format_row, read_lines, section_rows, table_section, write_section
 from .run import git_commit
 
 logger = logging.getLogger(__name__)
@@ -69,18 +69,11 @@ def predict_all(predictor, images: list[np.ndarray]) -> tuple[np.ndarray, float]
 
 def update_results(results_md: Path, rows: list[dict[str, str]]) -> Path:
     """Replace the rows of the same test set and engine in the section; keep the others."""
-    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else []
-    span = section_span(lines, SECTION_START, SECTION_END, results_md)
-    old = []
-    if span is not None:
-        from .results import parse_table
-        table = [line for line in lines[span[0]:span[1]] if line.startswith('|')]
-        old = parse_table(table)
+    old = section_rows(read_lines(results_md), SECTION_START, SECTION_END, results_md)
     keys = {(r['Test set'], r['Engine']) for r in rows}
     rows = [r for r in old if (r.get('Test set'), r.get('Engine')) not in keys] + rows
-    section = [SECTION_START, '## Step 5 in int8: accuracy against float32 (issue 40)', '', INTRO, '',
-               format_row(COLUMNS), format_row(['---'] * len(COLUMNS)),
-               *(format_row([r.get(c, '') for c in COLUMNS]) for r in rows), SECTION_END]
+    section = table_section(SECTION_START, '## Step 5 in int8: accuracy against float32 (issue 40)', INTRO, COLUMNS,
+                            rows, SECTION_END)
     return write_section(results_md, section, SECTION_START, SECTION_END, above='## Cascade ablation')
 
 
@@ -111,13 +104,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         weights.symlink_to(args.checkpoint.resolve())  # the ONNX files go beside the link: into tmp
         calibration = calibration_subset(calibration_images(args.calibration_images), DEFAULT_NUM_IMAGES)
         quantize_checkpoint(args.config, weights, calibration)
-        results = {}
+        results, predictors = {}, {}
         for engine in ('onnxruntime', 'onnxruntime-int8'):
-            predictor = LandmarkPredictor(args.config, weights, device='cpu', engine=engine)
-            results[engine] = predict_all(predictor, images)
+            predictors[engine] = LandmarkPredictor(args.config, weights, device='cpu', engine=engine)
+            results[engine] = predict_all(predictors[engine], images)
         if args.full_range:
             # the same recipe with 8-bit weights (quantize_static's default), which cldetection.quantize avoids
-            predictor = LandmarkPredictor(args.config, weights, device='cpu', engine='onnxruntime')
+            predictor = predictors['onnxruntime']
             batches, files = record_network_inputs(predictor, calibration, progress=False), {}
             for name, float_file in predictor.model.engine.files.items():
                 files[name] = Path(tmp) / f'{name}.full-range.onnx'

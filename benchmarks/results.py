@@ -253,6 +253,12 @@ def replace_summary(results_md: str | Path, summary_lines: list[str]) -> Path:
 
 
 # ------------------------------------------------------------------- sections written by other commands
+def read_lines(results_md: str | Path) -> list[str]:
+    """The lines of ``results_md`` (none when it does not exist yet)."""
+    results_md = Path(results_md)
+    return results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else []
+
+
 def section_span(lines: list[str], start_mark: str, end_marker: str, source: str | Path = 'RESULTS.md'
                  ) -> tuple[int, int] | None:
     """``(start, end)`` line indices of a command's delimited section (the line starting with ``start_mark`` and
@@ -266,14 +272,28 @@ def section_span(lines: list[str], start_mark: str, end_marker: str, source: str
     return None if start is None else (start, end)
 
 
+def section_rows(lines: list[str], start_mark: str, end_marker: str, source: str | Path = 'RESULTS.md'
+                 ) -> list[dict[str, str]]:
+    """The rows of the table in a command's delimited section of ``lines`` (none without the section)."""
+    span = section_span(lines, start_mark, end_marker, source)
+    return parse_table([line for line in lines[span[0]:span[1]] if line.startswith('|')]) if span else []
+
+
+def table_section(start_line: str, heading: str, intro: str, columns: Sequence[str],
+                  rows: Iterable[dict[str, str]], end_marker: str) -> list[str]:
+    """The lines of a command's section holding one table: markers, heading, intro, ``rows`` under ``columns``
+    (a cell a row lacks is empty)."""
+    return [start_line, heading, '', intro, '', format_row(columns), format_row(['---'] * len(columns)),
+            *(format_row([row.get(c, '') for c in columns]) for row in rows), end_marker]
+
+
 def write_section(results_md: str | Path, section: list[str], start_mark: str, end_marker: str,
                   above: str = RUNS_HEADING) -> Path:
     """Put ``section`` (its first line starts with ``start_mark``, its last is ``end_marker``) in place of the file's
     section, or, in a file without one, just above the first line starting with ``above`` (at the end without
     one); a missing file is created with the title and intro."""
     results_md = Path(results_md)
-    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else \
-        [RESULTS_TITLE, '', RESULTS_INTRO, '']
+    lines = read_lines(results_md) or [RESULTS_TITLE, '', RESULTS_INTRO, '']
     span = section_span(lines, start_mark, end_marker, results_md)
     if span is not None:
         lines = lines[:span[0]] + section + lines[span[1] + 1:]

@@ -197,11 +197,9 @@ def cpu_class(cpu: str) -> str:
 def read_engine_rows(results_md: Path) -> list[dict[str, str]]:
     """The rows of ``benchmarks.engine_speed``'s section of ``results_md`` (none without the section)."""
     from .engine_speed import SECTION_END, SECTION_START
-    from .results import parse_table, section_span
+    from .results import read_lines, section_rows
 
-    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else []
-    span = section_span(lines, SECTION_START, SECTION_END, results_md)
-    return parse_table([line for line in lines[span[0]:span[1]] if line.startswith('|')]) if span else []
+    return section_rows(read_lines(results_md), SECTION_START, SECTION_END, results_md)
 
 
 def speed_lines(rows: Sequence[dict[str, str]], engine_rows: Sequence[dict[str, str]] = ()) -> list[str]:

@@ -48,7 +48,7 @@ import numpy as np
 from .challenge_io import (PREDICTION_NAME, PREDICTION_TYPE, StackInfo, atomic_output, load_landmarks,
                            prediction_document, read_json, read_stack_info, write_json_atomic)
 from .errors import claim_output, fail, releasing_claims, run_cli
-from .inference_engine import cache_folder, check_engine
+from .inference_engine import INT8_SUFFIX, cache_folder, check_engine, export_key, find_int8_networks
 from .predict import LandmarkPredictor, add_model_arguments
 
 logger = logging.getLogger(__name__)
@@ -285,6 +285,7 @@ def stage_model(config_file: str | Path, weights_file: str | Path, out_dir: str 
     ``weights.pth.calibration.json``: the weights are copied byte for byte, so it stays theirs."""
     from mmengine.config import Config
 
+    from .cascade import CascadeLandmarkEstimator
     from .confidence import calibration_path
 
     predictor = LandmarkPredictor(config_file, weights_file, device='cpu')  # one-line error now, not in the image
@@ -298,23 +299,15 @@ def stage_model(config_file: str | Path, weights_file: str | Path, out_dir: str 
     shutil.copyfile(weights_file, weights_out)
     if calibration_path(weights_file).is_file():
         shutil.copyfile(calibration_path(weights_file), calibration_path(weights_out))
-    for int8_file in int8_files(predictor.model, weights_file):
+    # the int8 networks python -m cldetection.quantize made for these weights (found by the export key of the model
+    # built from them, batch norms folded, as step 5 finds them)
+    quantized = find_int8_networks(export_key(predictor.model), [cache_folder(weights_file)]) \
+        if isinstance(predictor.model, CascadeLandmarkEstimator) else None
+    for int8_file in (quantized or {}).values():
         cache_folder(weights_out).mkdir(exist_ok=True)
         shutil.copyfile(int8_file, cache_folder(weights_out) / int8_file.name)
     LandmarkPredictor(config_out, weights_out, device='cpu')  # the staged copy must load on its own
     return config_out, weights_out
-
-
-def int8_files(model, weights_file: str | Path) -> list[Path]:
-    """The int8 networks that ``python -m cldetection.quantize`` made for these weights (none, or the global and the
-    local file), found by the export key of ``model`` (built from them, batch norms folded)."""
-    from .cascade import CascadeLandmarkEstimator
-    from .inference_engine import INT8_SUFFIX, export_key
-
-    if not isinstance(model, CascadeLandmarkEstimator) or not cache_folder(weights_file).is_dir():
-        return []
-    files = sorted(cache_folder(weights_file).glob(f'{export_key(model)}.*{INT8_SUFFIX}'))
-    return files if len(files) == 2 else []
 
 
 @releasing_claims()
@@ -331,7 +324,7 @@ def write_model_tarball(config_file: str | Path, weights_file: str | Path, out: 
         with atomic_output(out) as part, tarfile.open(part, 'w:gz') as tar:
             for path in (*staged, calibration) if calibration.is_file() else staged:
                 tar.add(path, arcname=path.name)
-            for path in sorted(cache_folder(staged[1]).glob('*.int8.onnx')):
+            for path in sorted(cache_folder(staged[1]).glob(f'*{INT8_SUFFIX}')):
                 tar.add(path, arcname=f'{path.parent.name}/{path.name}')
     return out
 

@@ -35,7 +35,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +52,8 @@ ENGINES: tuple[str, ...] = ('auto', 'pytorch', 'onnxruntime', 'onnxruntime-int8'
 ENGINE_PACKAGES = {'onnxruntime': ('onnxruntime', 'onnx'), 'onnxruntime-int8': ('onnxruntime', 'onnx')}
 #: The int8 networks' files (:mod:`cldetection.quantize`) end so, beside the float files of the same key.
 INT8_SUFFIX = '.int8.onnx'
+#: The cascade's two networks, as exported (:func:`cascade_networks`) and named in the files (:func:`network_files`).
+NETWORK_NAMES = ('global', 'local')
 #: ONNX operator set of the exported files (ONNX Runtime 1.31 runs up to 23; 17 has everything an HRNet needs).
 OPSET = 17
 #: Changes whenever the export itself changes (wrapper, names, options), so old caches are not reused.
@@ -174,11 +176,28 @@ def _writable(folder: Path) -> bool:
         return False
 
 
-def export_networks(model: torch.nn.Module, folder: str | Path) -> dict[str, Path]:
-    """The ONNX files of ``model``'s two networks in ``folder`` (``<key>.global.onnx``, ``<key>.local.onnx``),
-    exported unless already there; other ``*.onnx`` files in it (earlier checkpoints or configs) are removed.
-    ``model`` must be in eval mode with its batch norms folded (:func:`cldetection.precision.fold_batch_norms`).
-    A folder that cannot be written is replaced by one under the system's temporary folder."""
+def network_files(folder: str | Path, key: str, int8: bool = False) -> dict[str, Path]:
+    """The files of a cascade's two networks exported under ``key`` (:func:`export_key`) in ``folder``:
+    ``<key>.global.onnx`` and ``<key>.local.onnx``, or with ``int8`` the ones :mod:`cldetection.quantize` makes of
+    them, ``<key>.global.int8.onnx`` and ``<key>.local.int8.onnx``."""
+    suffix = INT8_SUFFIX if int8 else '.onnx'
+    return {name: Path(folder) / f'{key}.{name}{suffix}' for name in NETWORK_NAMES}
+
+
+def find_int8_networks(key: str, folders: Sequence[str | Path]) -> Optional[dict[str, Path]]:
+    """The int8 files of the export ``key`` in the first of ``folders`` that holds both, or None."""
+    for folder in dict.fromkeys(map(Path, folders)):
+        paths = network_files(folder, key, int8=True)
+        if all(path.is_file() for path in paths.values()):
+            return paths
+    return None
+
+
+def export_networks(model: torch.nn.Module, folder: str | Path, key: Optional[str] = None) -> dict[str, Path]:
+    """The ONNX files of ``model``'s two networks in ``folder`` (:func:`network_files` of its ``key``, computed
+    when not given), exported unless already there; other ``*.onnx`` files in it (earlier checkpoints or configs)
+    are removed. ``model`` must be in eval mode with its batch norms folded (:func:`cldetection.precision.
+    fold_batch_norms`). A folder that cannot be written is replaced by one under the system's temporary folder."""
     if model.training:
         raise ValueError('export_networks: the model is in training mode (call model.eval() and fold it first)')
     folder = Path(folder)
@@ -187,9 +206,9 @@ def export_networks(model: torch.nn.Module, folder: str | Path) -> dict[str, Pat
         logger.info('%s is not writable: caching the ONNX files in %s', folder, fallback)
         folder = fallback
         folder.mkdir(parents=True, exist_ok=True)
-    key = export_key(model)
+    key = key or export_key(model)
     networks = cascade_networks(model)
-    paths = {name: folder / f'{key}.{name}.onnx' for name in networks}
+    paths = network_files(folder, key)
     if all(path.is_file() for path in paths.values()):
         logger.info('reusing the ONNX networks in %s (%s)', folder, key)
         return paths
@@ -202,11 +221,6 @@ def export_networks(model: torch.nn.Module, folder: str | Path) -> dict[str, Pat
         if not stale.name.startswith(f'{key}.'):
             stale.unlink(missing_ok=True)
     return paths
-
-
-def int8_paths(float_paths: dict[str, Path]) -> dict[str, Path]:
-    """Where :mod:`cldetection.quantize` puts the int8 networks of these float files: ``<key>.<name>.int8.onnx``."""
-    return {name: path.with_name(path.name[:-len('.onnx')] + INT8_SUFFIX) for name, path in float_paths.items()}
 
 
 # ---------------------------------------------------------------------------------------------- sessions
@@ -253,23 +267,21 @@ def load_engine(engine: str, model: torch.nn.Module, checkpoint_file: str | Path
     ones when ``int8_if_present`` and they exist (``--engine auto``)."""
     if engine not in ENGINE_PACKAGES:
         raise ValueError(f'load_engine: no inference engine {engine!r}; known: {", ".join(ENGINE_PACKAGES)}')
-    files = export_networks(model, cache_folder(checkpoint_file))
+    key = export_key(model)
+    files = export_networks(model, cache_folder(checkpoint_file), key)
     # beside the float files, or beside the weights where those went to the temporary folder (a read-only model
     # folder, e.g. a container's, that came with its int8 files: python -m cldetection.quantize, step 6's tarball)
-    candidates = [int8_paths(files), int8_paths({name: cache_folder(checkpoint_file) / path.name
-                                                 for name, path in files.items()})]
-    quantized = next((paths for paths in candidates if all(path.is_file() for path in paths.values())),
-                     candidates[0])
-    present = all(path.is_file() for path in quantized.values())
-    if engine == 'onnxruntime-int8' and not present:
+    quantized = find_int8_networks(key, [files['global'].parent, cache_folder(checkpoint_file)])
+    if engine == 'onnxruntime-int8' and quantized is None:
         fail(checkpoint_file, 'has no int8 networks for --engine onnxruntime-int8 (looked for '
-                              f'{quantized["local"].name} in {quantized["local"].parent}); make them with python -m '
-                              'cldetection.quantize, or use --engine onnxruntime')
-    if engine == 'onnxruntime-int8' or (int8_if_present and present):
+                              f'{network_files(files["global"].parent, key, int8=True)["local"].name} in '
+                              f'{files["global"].parent}); make them with python -m cldetection.quantize, or use '
+                              '--engine onnxruntime')
+    if engine == 'onnxruntime-int8' or (int8_if_present and quantized is not None):
         engine, files = 'onnxruntime-int8', quantized
     return InferenceEngine(engine, OnnxRuntimeNetwork(files['global']), OnnxRuntimeNetwork(files['local']), files)
 
 
 __all__ = ('ENGINES', 'INT8_SUFFIX', 'InferenceEngine', 'OnnxRuntimeNetwork', 'cache_folder', 'cascade_networks',
-           'check_engine', 'engine_installed', 'export_key', 'export_networks', 'int8_paths', 'load_engine',
-           'resolve_engine')
+           'check_engine', 'engine_installed', 'export_key', 'export_networks', 'find_int8_networks', 'load_engine',
+           'network_files', 'resolve_engine')

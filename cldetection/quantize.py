@@ -6,8 +6,8 @@
 Why: on a CPU without bfloat16 hardware step 5's time is mostly the cascade's two float32 networks. ONNX Runtime
 runs their convolutions in 8-bit integers instead (``u8 x s8`` kernels, which AVX2 has; weights in 7 bits, see
 :func:`quantize_network`), faster, for landmarks that move a little: how much faster and how far they move on
-cl2023 fold 1 and ISBI 2015 Test1 is measured by ``python -m benchmarks.int8_accuracy`` (``benchmarks/RESULTS.md``, "Step 5 in int8"; issue 40 asks for an MRE
-within 0.02 mm of float32 on both).
+cl2023 fold 1 and ISBI 2015 Test1 is measured by ``python -m benchmarks.int8_accuracy`` (``benchmarks/RESULTS.md``,
+"Step 5 in int8"; issue 40 asks for an MRE within 0.02 mm of float32 on both).
 
 How: ONNX Runtime's static quantisation (``quantize_static``, QDQ format) of the float32 files that
 :mod:`cldetection.inference_engine` exports: weights int8 per output channel, activations uint8 over the range
@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from .errors import claim_output, fail, releasing_claims, run_cli
-from .inference_engine import INPUT_NAME, InferenceEngine, int8_paths
+from .inference_engine import INPUT_NAME, InferenceEngine, export_key, network_files
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +124,13 @@ def quantize_checkpoint(config_file: str | Path, checkpoint_file: str | Path, in
         fail(None, f'--num-images must be >= 1, got {num_images}')
     images = calibration_subset(find_images(inputs), num_images)
     predictor = LandmarkPredictor(config_file, checkpoint_file, device='cpu', engine='onnxruntime')
-    outputs = {name: claim_output(path, overwrite).path
-               for name, path in int8_paths(predictor.model.engine.files).items()}
+    float_files = predictor.model.engine.files
+    int8_files = network_files(float_files['global'].parent, export_key(predictor.model), int8=True)
+    outputs = {name: claim_output(path, overwrite).path for name, path in int8_files.items()}
     batches = record_network_inputs(predictor, images, progress)
     for name, out in outputs.items():
         logger.info('quantising the %s network on %d batches to %s', name, len(batches[name]), out)
-        quantize_network(predictor.model.engine.files[name], out, batches[name])
+        quantize_network(float_files[name], out, batches[name])
     return outputs
 
 

@@ -39,7 +39,6 @@ from cldetection.errors import check_output_file, fail, run_cli
 
 from ..data import DEFAULT_SHARED_DATA, ISBI_SPACING_MM, ISBI_TEST1_IMAGES, read_isbi_annotations
 from ..process import REPO_ROOT
-from ..results import format_row, parse_table
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +120,9 @@ def agreement_row(label: str, counts: Mapping[str, tuple[int, int]], date: str, 
 
 def read_section_rows(lines: list[str]) -> list[dict[str, str]]:
     """The rows of the section's table (empty when there is no section)."""
-    from ..results import section_span
+    from ..results import section_rows
 
-    span = section_span(lines, SECTION_MARK, SECTION_END)
-    if span is None:
-        return []
-    return parse_table([line for line in lines[span[0]:span[1]] if line.startswith('|')])
+    return section_rows(lines, SECTION_MARK, SECTION_END)
 
 
 def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Path:
@@ -134,19 +130,16 @@ def update_results(results_md: str | Path, rows: Sequence[dict[str, str]]) -> Pa
 
     A new section goes just above the Runs table (or at the end of a file without one).
     """
-    from ..results import section_span, write_section
+    from ..results import read_lines, section_rows, table_section, write_section
 
     results_md = Path(results_md)
-    lines = results_md.read_text(encoding='utf-8').splitlines() if results_md.is_file() else []
-    section_span(lines, SECTION_MARK, SECTION_END, results_md)  # one marker without the other: say which file
-    kept = {r['Source']: r for r in read_section_rows(lines)}
+    # with results_md as the source: one marker without the other is an error that names the file
+    kept = {r['Source']: r for r in section_rows(read_lines(results_md), SECTION_MARK, SECTION_END, results_md)}
     for row in rows:
         kept[row['Source']] = row
     ordered = [kept.pop(JUNIOR_LABEL)] if JUNIOR_LABEL in kept else []
     ordered += list(kept.values())
-    section = [SECTION_START, SECTION_HEADING, '', SECTION_INTRO, '', format_row(COLUMNS),
-               format_row(['---'] * len(COLUMNS)),
-               *(format_row([r.get(c, '') for c in COLUMNS]) for r in ordered), SECTION_END]
+    section = table_section(SECTION_START, SECTION_HEADING, SECTION_INTRO, COLUMNS, ordered, SECTION_END)
     return write_section(results_md, section, SECTION_MARK, SECTION_END)
 
 
